@@ -1,0 +1,170 @@
+"""Authentication (bearer JWTs: HS256 for development, RS256 via JWKS for an OpenID provider) and authorisation."""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from common.errors import Forbidden, Unauthorized
+
+
+class Role(StrEnum):
+    """The platform's roles."""
+
+    OFFICE_ADMIN = "office_admin"
+    INSTITUTION_ADMIN = "institution_admin"
+    JUDGE = "judge"
+    MEMBER = "member"
+    INTEGRATION = "integration"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: subject, roles and (for institution-bound roles) their institution."""
+
+    sub: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    institution_id: str | None = None
+    name: str | None = None
+
+    def has(self, *roles: Role | str) -> bool:
+        """Whether the caller holds any of `roles`."""
+        return any(str(r) in self.roles for r in roles)
+
+    @property
+    def is_office(self) -> bool:
+        """Office administrators may act on every institution."""
+        return Role.OFFICE_ADMIN in self.roles
+
+    def acts_for(self, institution_id: str | None) -> bool:
+        """Whether the caller may act on behalf of `institution_id` (the office may act for all)."""
+        if self.is_office:
+            return True
+        return institution_id is not None and self.institution_id == institution_id and self.has(
+            Role.INSTITUTION_ADMIN, Role.INTEGRATION,
+        )
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against a shared secret (HS256) or an OpenID provider's JWKS (RS256)."""
+
+    def __init__(
+        self, *, secret: str | None, algorithms: list[str], audience: str | None, issuer: str | None = None,
+        jwks_url: str | None = None,
+    ) -> None:
+        self.secret = secret
+        self.algorithms = [a for a in algorithms if a.lower() != "none"]
+        self.audience = audience
+        self.issuer = issuer
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=600) if jwks_url else None
+
+    def verify(self, token: str) -> Principal:
+        """Decode and check a token; raise Unauthorized with the reason when it is not acceptable."""
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") not in self.algorithms:
+                raise Unauthorized(f"token algorithm {header.get('alg')!r} is not accepted")
+            key = self._jwks.get_signing_key_from_jwt(token).key if self._jwks and header["alg"].startswith(
+                ("RS", "ES", "PS")) else self.secret
+            claims = jwt.decode(
+                token, key=key, algorithms=self.algorithms, audience=self.audience, issuer=self.issuer,
+                options={"require": ["sub", "exp"], "verify_aud": self.audience is not None},
+                leeway=30,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("token has expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise Unauthorized("token audience is not this platform") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        roles = claims.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthorized("claim 'roles' must be a list of strings")
+        inst = claims.get("institution_id")
+        return Principal(
+            sub=str(claims["sub"]), roles=frozenset(roles), institution_id=str(inst) if inst else None,
+            name=claims.get("name"),
+        )
+
+
+def mint_token(
+    *, secret: str, sub: str, roles: list[str], institution_id: str | None = None, audience: str = "cjrh-platform",
+    ttl_seconds: int = 8 * 3600, name: str | None = None,
+) -> str:
+    """Issue an HS256 development token (never used in production, where an OpenID provider issues tokens)."""
+    now = int(time.time())
+    claims = {"sub": sub, "roles": roles, "aud": audience, "iat": now, "exp": now + ttl_seconds, "jti": str(uuid.uuid4())}
+    if institution_id:
+        claims["institution_id"] = institution_id
+    if name:
+        claims["name"] = name
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT with claims sub, roles, institution_id")
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    return request.app.state.verifier
+
+
+async def optional_principal(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller if a bearer token was sent (it must then be valid), else None for anonymous reads."""
+    if creds is None:
+        return None
+    return _verifier(request).verify(creds.credentials)
+
+
+async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    """The authenticated caller; 401 when no token was sent."""
+    if principal is None:
+        raise Unauthorized("this operation needs a bearer token")
+    return principal
+
+
+def require_roles(*roles: Role):
+    """A dependency that admits only callers holding one of `roles`."""
+
+    async def dep(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if not principal.has(*roles):
+            raise Forbidden(f"this operation needs one of the roles: {', '.join(str(r) for r in roles)}")
+        return principal
+
+    return dep
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def main() -> None:
+    """`python -m common.auth --role office_admin [--institution ID]`: print a development token on the last line."""
+    from pydantic_settings import BaseSettings
+
+    from common.config import ServiceSettings
+
+    parser = argparse.ArgumentParser(description="Print a development JWT (HS256) on its last line.")
+    parser.add_argument("--role", action="append", required=True, choices=[r.value for r in Role])
+    parser.add_argument("--institution", default=None)
+    parser.add_argument("--sub", default=None)
+    parser.add_argument("--ttl", type=int, default=8 * 3600)
+    args = parser.parse_args()
+    settings: BaseSettings = ServiceSettings()
+    print(mint_token(
+        secret=settings.jwt_secret, sub=args.sub or f"dev-{uuid.uuid4().hex[:8]}", roles=args.role,
+        institution_id=args.institution, audience=settings.jwt_audience, ttl_seconds=args.ttl,
+    ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""Idempotent Kafka consumers with dead-lettering.
+
+For each partition batch: decode every message (bytes that are not a CloudEvent go straight to `<topic>.dlq`), apply
+the handlers and record each event id in `processed_events` in one database transaction, and only then commit the
+offsets. If the batch fails, its messages are retried one by one with bounded backoff; a message that still fails, or
+is malformed, is dead-lettered with the original bytes, the reason and the consumer's name, and the consumer goes on.
+Infrastructure failures (database or broker down) are never blamed on a message: the batch is rewound and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from common.context import correlation_id_var, event_id_var
+from common.events import CloudEvent, MalformedEvent, dead_letter_topic
+from common.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+
+log = logging.getLogger("common.consumer")
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+
+class PoisonMessage(Exception):
+    """A handler's verdict that this event can never be applied (invalid content): dead-letter it, do not retry."""
+
+
+class InfrastructureUnavailable(Exception):
+    """The database or broker is unreachable; the message is fine and must be retried later."""
+
+
+def _is_infrastructure(exc: BaseException) -> bool:
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, InfrastructureUnavailable)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return False
+
+
+@dataclass
+class Subscription:
+    """Handlers for the event types of one topic; `strict` dead-letters types it does not know (inbound topics)."""
+
+    topic: str
+    handlers: dict[str, Handler]
+    strict: bool = False
+
+
+@dataclass
+class _Decoded:
+    msg: ConsumerRecord
+    event: CloudEvent | None = None
+    error: str | None = None
+
+
+@dataclass
+class ConsumerStats:
+    """Counters a test or benchmark can read without scraping Prometheus."""
+
+    applied: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    last_error: str | None = None
+    positions: dict = field(default_factory=dict)
+
+
+class EventConsumer:
+    """Runs one consumer group over some topics; see the module docstring for the guarantees."""
+
+    def __init__(
+        self, *, name: str, service: str, bootstrap: str, subscriptions: list[Subscription],
+        sessions: async_sessionmaker[AsyncSession], processed: Table, producer: AIOKafkaProducer,
+        max_attempts: int = 5, backoff_seconds: float = 0.2, batch_size: int = 500,
+    ) -> None:
+        self.name = name
+        self.service = service
+        self.bootstrap = bootstrap
+        self.subscriptions = {s.topic: s for s in subscriptions}
+        self.sessions = sessions
+        self.processed = processed
+        self.producer = producer
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.batch_size = batch_size
+        self.group_id = f"{service}.{name}"
+        self.stats = ConsumerStats()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = False
+        self._last_lag = 0.0
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current batch."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        """Connect (retrying while the broker is away) and consume until stopped."""
+        while not self._stopping:
+            consumer = AIOKafkaConsumer(
+                *self.subscriptions, bootstrap_servers=self.bootstrap, group_id=self.group_id,
+                client_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                max_poll_records=self.batch_size, isolation_level="read_committed",
+                session_timeout_ms=10000, heartbeat_interval_ms=1000, metadata_max_age_ms=5000,
+            )
+            try:
+                await consumer.start()
+            except KafkaError as exc:
+                log.warning("consumer %s: broker unavailable (%r), retrying", self.group_id, exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._consumer = consumer
+            try:
+                await self._loop(consumer)
+            finally:
+                self._consumer = None
+                try:
+                    await consumer.stop()
+                except Exception:  # stopping a consumer whose broker vanished may fail; nothing to keep
+                    pass
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._stopping:
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+            for tp, msgs in batches.items():
+                if not msgs:
+                    continue
+                await self._handle_partition(consumer, tp, msgs)
+            await self._report_lag(consumer)
+
+    async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._process(msgs)
+                await consumer.commit({tp: msgs[-1].offset + 1})
+                self.stats.positions[(tp.topic, tp.partition)] = msgs[-1].offset + 1
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # infrastructure trouble: retry the same batch (applied events are recorded)
+                if tp not in consumer.assignment():
+                    return  # revoked in a rebalance: the partition's new owner redoes it, idempotently
+                failures += 1
+                self.stats.last_error = repr(exc)
+                log.warning("consumer %s: batch on %s failed (%r); retrying", self.group_id, tp, exc)
+                await asyncio.sleep(min(5.0, self.backoff_seconds * 2 ** min(failures, 5)))
+
+    async def _process(self, msgs: list[ConsumerRecord]) -> None:
+        decoded = [self._decode(m) for m in msgs]
+        good = [d for d in decoded if d.event is not None]
+        try:
+            if good:
+                await self._apply_batch(good)
+            for d in decoded:
+                if d.event is None:
+                    await self._dead_letter(d.msg, d.error or "malformed")
+            return
+        except Exception as exc:
+            if _is_infrastructure(exc):
+                raise
+            log.info("consumer %s: batch failed (%r); retrying messages one by one", self.group_id, exc)
+        for d in decoded:
+            if d.event is None:
+                await self._dead_letter(d.msg, d.error or "malformed")
+            else:
+                await self._apply_one_with_retries(d)
+
+    def _decode(self, msg: ConsumerRecord) -> _Decoded:
+        if msg.value is None:
+            return _Decoded(msg, error="empty message (tombstone) where a CloudEvent was expected")
+        try:
+            ev = CloudEvent.from_bytes(msg.value)
+        except MalformedEvent as exc:
+            return _Decoded(msg, error=str(exc))
+        sub = self.subscriptions[msg.topic]
+        if ev.type not in sub.handlers and sub.strict:
+            return _Decoded(msg, error=f"unknown event type {ev.type!r} for topic {msg.topic}")
+        return _Decoded(msg, event=ev)
+
+    async def _apply_batch(self, items: list[_Decoded]) -> None:
+        p = self.processed
+        ids = list({d.event.id for d in items})
+        async with self.sessions() as session, session.begin():
+            seen = set(
+                (await session.execute(
+                    select(p.c.event_id).where(p.c.consumer == self.name, p.c.event_id.in_(ids))
+                )).scalars()
+            )
+            rows = []
+            for d in items:
+                ev = d.event
+                if ev.id in seen:
+                    self._count(d.msg.topic, "duplicate")
+                    continue
+                seen.add(ev.id)
+                await self._dispatch(session, d)
+                rows.append({"consumer": self.name, "event_id": ev.id, "topic": d.msg.topic,
+                             "processed_at": datetime.now(UTC)})
+            if rows:
+                await session.execute(insert(p), rows)
+
+    async def _apply_one_with_retries(self, d: _Decoded) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._apply_batch([d])
+                return
+            except PoisonMessage as exc:
+                await self._dead_letter(d.msg, str(exc), event=d.event)
+                return
+            except MalformedEvent as exc:
+                await self._dead_letter(d.msg, str(exc), event=d.event)
+                return
+            except Exception as exc:
+                if _is_infrastructure(exc):
+                    raise
+                EVENTS_FAILED.labels(self.service, self.name, d.msg.topic).inc()
+                if attempt >= self.max_attempts:
+                    reason = f"failed after {attempt} attempts: {exc!r}"
+                    await self._dead_letter(d.msg, reason, event=d.event, trace=traceback.format_exc())
+                    return
+                await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+
+    async def _dispatch(self, session: AsyncSession, d: _Decoded) -> None:
+        ev = d.event
+        handler = self.subscriptions[d.msg.topic].handlers.get(ev.type)
+        if handler is None:
+            self._count(d.msg.topic, "skipped")
+            return
+        tok_c = correlation_id_var.set(ev.correlationid or ev.id)
+        tok_e = event_id_var.set(ev.id)
+        try:
+            await handler(session, ev)
+        finally:
+            correlation_id_var.reset(tok_c)
+            event_id_var.reset(tok_e)
+        self._count(d.msg.topic, "applied")
+
+    def _count(self, topic: str, outcome: str) -> None:
+        EVENTS_CONSUMED.labels(self.service, self.name, topic, outcome).inc()
+        if outcome == "applied":
+            self.stats.applied += 1
+        elif outcome == "duplicate":
+            self.stats.duplicates += 1
+        else:
+            self.stats.skipped += 1
+
+    async def _dead_letter(
+        self, msg: ConsumerRecord, reason: str, *, event: CloudEvent | None = None, trace: str | None = None,
+    ) -> None:
+        """Send the original bytes to `<topic>.dlq` once, even if this message is redelivered after a crash."""
+        marker = f"dlq:{msg.topic}:{msg.partition}:{msg.offset}"
+        p = self.processed
+        async with self.sessions() as session, session.begin():
+            done = await session.scalar(
+                select(p.c.event_id).where(p.c.consumer == self.name, p.c.event_id == marker)
+            )
+            if done:
+                return
+            headers = [
+                ("dlq.reason", reason[:4000].encode()),
+                ("dlq.consumer", self.group_id.encode()),
+                ("dlq.original.topic", msg.topic.encode()),
+                ("dlq.original.partition", str(msg.partition).encode()),
+                ("dlq.original.offset", str(msg.offset).encode()),
+                ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+            ]
+            if event is not None:
+                headers.append(("dlq.event_id", event.id.encode()))
+            if trace:
+                headers.append(("dlq.trace", trace[-4000:].encode()))
+            await self.producer.send_and_wait(
+                dead_letter_topic(msg.topic), value=msg.value, key=msg.key, headers=headers,
+            )
+            await session.execute(
+                insert(p).values(consumer=self.name, event_id=marker, topic=msg.topic, processed_at=datetime.now(UTC))
+            )
+        EVENTS_DEAD_LETTERED.labels(self.service, self.name, msg.topic).inc()
+        self.stats.dead_lettered += 1
+        log.warning("consumer %s: dead-lettered %s: %s", self.group_id, marker, reason)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 1.0:
+            return
+        self._last_lag = now
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                pos = await consumer.position(tp)
+            except Exception:
+                continue
+            CONSUMER_LAG.labels(self.service, self.name, tp.topic, str(tp.partition)).set(max(0, high - pos))
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every assigned partition is consumed up to its high watermark (tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c = self._consumer
+            if c is not None and c.assignment():
+                behind = False
+                for tp in c.assignment():
+                    high = c.highwater(tp)
+                    committed = self.stats.positions.get((tp.topic, tp.partition), 0)
+                    if high is None or committed < high:
+                        behind = True
+                if not behind:
+                    return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"consumer {self.group_id} not idle after {timeout}s")

@@ -1,0 +1,122 @@
+"""Database helpers: per-service metadata with naming conventions, async engines and sessions, shared tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger, Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, Text, event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored with its zone and always read back as aware UTC (SQLite forgets zones otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        """Normalise to UTC before storing."""
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        """Attach UTC to naive values that SQLite hands back."""
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+def new_registry() -> registry:
+    """A fresh SQLAlchemy registry (and metadata) for one service, so services never share table namespaces."""
+    return registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+
+
+def add_platform_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """Add the outbox and processed-events tables every service owns to that service's metadata."""
+    outbox = Table(
+        "outbox", metadata,
+        Column("seq", BigIntPK, primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", String(200), nullable=False),
+        Column("event_type", String(300), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text, nullable=True),
+    )
+    processed = Table(
+        "processed_events", metadata,
+        Column("consumer", String(120), primary_key=True),
+        Column("event_id", String(200), primary_key=True),
+        Column("topic", String(200), nullable=False),
+        Column("processed_at", UTCDateTime, nullable=False, default=utcnow),
+    )
+    Index("ix_processed_events_processed_at", processed.c.processed_at)
+    return outbox, processed
+
+
+def async_url(url: str) -> str:
+    """Turn a plain database URL into its async-driver form (postgresql -> asyncpg, sqlite -> aiosqlite)."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        u = u.set(drivername="postgresql+asyncpg")
+    elif u.drivername == "sqlite":
+        u = u.set(drivername="sqlite+aiosqlite")
+    return u.render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether a URL points at SQLite."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    """An async engine for a service database; SQLite gets WAL, foreign keys and a busy timeout."""
+    url = async_url(url)
+    if is_sqlite(url):
+        db = make_url(url).database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True,
+    )
+
+
+def session_factory(engine: AsyncEngine, **info) -> async_sessionmaker[AsyncSession]:
+    """A session factory whose sessions carry `info` (the outbox relay's wake-up hook among it)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)

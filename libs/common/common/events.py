@@ -1,0 +1,109 @@
+"""The event envelope: CloudEvents 1.0 in structured JSON mode, and typed event contracts per topic."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.context import correlation_id_var
+
+CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class MalformedEvent(ValueError):
+    """The bytes are not a CloudEvent this platform understands (bad JSON, bad envelope, bad payload)."""
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event; `id` is the idempotency key, `correlationid` an extension carried end to end."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: str = "1.0"
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=500)
+    type: str = Field(min_length=1, max_length=300)
+    subject: str | None = Field(default=None, max_length=500)
+    time: datetime
+    datacontenttype: str = "application/json"
+    dataschema: str | None = None
+    correlationid: str | None = Field(default=None, max_length=200)
+    data: Any = None
+
+    def to_bytes(self) -> bytes:
+        """Serialise in structured JSON mode."""
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "CloudEvent":
+        """Parse structured-mode JSON, raising MalformedEvent with a readable reason on any defect."""
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedEvent(f"not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise MalformedEvent(f"a CloudEvent must be a JSON object, got {type(doc).__name__}")
+        if doc.get("specversion") != "1.0":
+            raise MalformedEvent(f"unsupported specversion {doc.get('specversion')!r} (expected '1.0')")
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            raise MalformedEvent(f"invalid CloudEvent envelope: {_brief(exc)}") from exc
+
+
+def _brief(exc: ValidationError) -> str:
+    """A one-line summary of a pydantic validation error."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class EventContract(Generic[P]):
+    """One event type on one topic with its payload schema: what the producer promises and consumers rely on."""
+
+    topic: str
+    name: str
+    payload: type[P]
+    description: str = ""
+
+    def type_for(self, prefix: str) -> str:
+        """The CloudEvents `type`, e.g. cn.gov.sh.cjrh.registry.institution.registered."""
+        return f"{prefix}.{self.name}"
+
+    def parse(self, event: CloudEvent) -> P:
+        """Validate the event's data against this contract's payload model."""
+        try:
+            return self.payload.model_validate(event.data)
+        except ValidationError as exc:
+            raise MalformedEvent(f"payload does not match {self.name}: {_brief(exc)}") from exc
+
+
+def new_event(
+    *, contract: EventContract, payload: BaseModel, source: str, type_prefix: str, subject: str,
+    event_id: str | None = None, correlation_id: str | None = None,
+) -> CloudEvent:
+    """Build a CloudEvent for a contract, carrying the current correlation id unless one is given."""
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=contract.type_for(type_prefix),
+        subject=subject,
+        time=datetime.now(UTC),
+        correlationid=correlation_id or correlation_id_var.get() or None,
+        data=payload.model_dump(mode="json"),
+    )
+
+
+def dead_letter_topic(topic: str) -> str:
+    """The dead-letter topic that receives what a consumer of `topic` cannot process."""
+    return f"{topic}.dlq"

@@ -1,0 +1,114 @@
+"""JSON logs carrying correlation and event ids, and the HTTP metrics / correlation-id / body-size middleware."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+
+from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.context import correlation_id_var, event_id_var
+from common.errors import problem
+from common.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = correlation_id_var.get() or None
+        record.event_id = event_id_var.get() or None
+        return True
+
+
+def configure_logging(*, service: str, level: str = "INFO", json_logs: bool = True) -> None:
+    """Route all logs to stdout, as JSON lines (service, correlation_id, event_id) unless json_logs is off."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_ContextFilter())
+    if json_logs:
+        handler.setFormatter(JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s %(event_id)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"service": service},
+        ))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_cjrh", False):
+            root.removeHandler(h)
+    handler._cjrh = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class HttpMiddleware:
+    """Pure-ASGI middleware: correlation id in and out, request metrics by route template, body-size limit (413)."""
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        cid = (headers.get(b"x-correlation-id") or b"").decode("latin-1")[:100] or uuid.uuid4().hex
+        token = correlation_id_var.set(cid)
+        status = {"code": 500}
+        start = time.perf_counter()
+
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            resp = problem(413, f"request body is {int(declared)} bytes; the limit is {self.max_body_bytes}",
+                           slug="payload-too-large", title="Payload too large")
+            await resp(scope, receive, send)
+            self._observe(scope, 413, start)
+            correlation_id_var.reset(token)
+            return
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > limit:
+                    raise _TooLarge()
+            return msg
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-correlation-id", cid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except _TooLarge:
+            resp = problem(413, f"request body exceeds the limit of {limit} bytes", slug="payload-too-large",
+                           title="Payload too large")
+            status["code"] = 413
+            await resp(scope, receive, send)
+        finally:
+            self._observe(scope, status["code"], start)
+            correlation_id_var.reset(token)
+
+    def _observe(self, scope: Scope, code: int, start: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or ("unmatched" if code == 404 else "other")
+        method = scope.get("method", "")
+        HTTP_REQUESTS.labels(self.service, method, path, str(code)).inc()
+        HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - start)
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,194 @@
+"""Transactional outbox: stage events in the same transaction as the row change; a relay publishes them.
+
+The relay wakes as soon as a session that staged events commits (no polling delay on the happy path), sweeps every
+`sweep_seconds` for anything left behind (a crash between commit and publish, a broker outage), publishes with an
+idempotent producer (acks=all) in sequence order, and deletes rows only after the broker acknowledged them. On
+PostgreSQL a transaction-scoped advisory lock makes one relay at a time publish, so several API processes keep order
+per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy import event as sa_event
+
+from common.db import utcnow
+from common.events import CONTENT_TYPE, CloudEvent, EventContract, new_event
+from common.metrics import EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
+
+log = logging.getLogger("common.outbox")
+
+PENDING = "outbox_pending"
+WAKE = "outbox_wake"
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_relay_after_commit(session: Session) -> None:
+    if session.info.pop(PENDING, False):
+        wake = session.info.get(WAKE)
+        if wake is not None:
+            wake()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(PENDING, None)
+
+
+@dataclass(frozen=True)
+class EventStager:
+    """Stages a service's events into its outbox table; knows the service's CloudEvents source and type prefix."""
+
+    table: Table
+    source: str
+    type_prefix: str
+
+    async def stage(
+        self, session: AsyncSession, contract: EventContract, *, key: str, payload: BaseModel,
+        event_id: str | None = None,
+    ) -> CloudEvent:
+        """Add an event to the outbox in the session's current transaction; it is published only if that commits."""
+        ev = new_event(
+            contract=contract, payload=payload, source=self.source, type_prefix=self.type_prefix, subject=key,
+            event_id=event_id,
+        )
+        await session.execute(
+            insert(self.table).values(
+                event_id=ev.id, topic=contract.topic, key=key, event_type=ev.type, payload=ev.to_bytes(),
+                created_at=utcnow(), attempts=0,
+            )
+        )
+        session.info[PENDING] = True
+        return ev
+
+
+def producer_for(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
+    """An idempotent producer (acks=all) tuned for low latency."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, client_id=client_id, enable_idempotence=True, acks="all",
+        linger_ms=1, request_timeout_ms=15000, max_batch_size=262144, retry_backoff_ms=200,
+    )
+
+
+class OutboxRelay:
+    """Publishes outbox rows in order, wakes on commit, sweeps periodically, never deletes before the broker acks."""
+
+    def __init__(
+        self, *, engine: AsyncEngine, table: Table, producer: AIOKafkaProducer, service: str,
+        sweep_seconds: float = 1.0, batch_size: int = 500,
+    ) -> None:
+        self.engine = engine
+        self.table = table
+        self.producer = producer
+        self.service = service
+        self.sweep_seconds = sweep_seconds
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._lock_key = zlib.crc32(f"outbox:{service}".encode()) & 0x7FFFFFFF
+        self._is_pg = engine.dialect.name == "postgresql"
+        self._last_gauge = 0.0
+
+    def wake(self) -> None:
+        """Ask the relay to publish now (called after a commit that staged events)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the loop to finish after the current batch."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Loop until stopped: publish everything pending, then sleep until woken or the sweep interval passes."""
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                sent = await self.publish_pending()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database unavailable: keep the rows, try again later
+                failures += 1
+                log.warning("outbox relay: publish failed, will retry", extra={"error": repr(exc)})
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                continue
+            if sent >= self.batch_size:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
+            except TimeoutError:
+                pass
+
+    async def publish_pending(self) -> int:
+        """Publish up to one batch per call, repeating while full batches come back; returns how many were sent."""
+        total = 0
+        while True:
+            sent, fetched = await self._publish_batch()
+            total += sent
+            if fetched < self.batch_size or sent < fetched:
+                break
+        await self._update_gauges()
+        return total
+
+    async def _publish_batch(self) -> tuple[int, int]:
+        t = self.table
+        async with self.engine.begin() as conn:
+            if self._is_pg:
+                got = await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
+                if not got:
+                    return 0, 0
+            rows = (
+                await conn.execute(
+                    select(t.c.seq, t.c.topic, t.c.key, t.c.payload).order_by(t.c.seq).limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0, 0
+            headers = [("content-type", CONTENT_TYPE.encode())]
+            futures = []
+            for row in rows:
+                fut = await self.producer.send(row.topic, value=row.payload, key=row.key.encode(), headers=headers)
+                futures.append(fut)
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            done, failed_keys, first_error = [], set(), None
+            for row, res in zip(rows, results):
+                if isinstance(res, BaseException) or (row.topic, row.key) in failed_keys:
+                    failed_keys.add((row.topic, row.key))
+                    first_error = first_error or res
+                    EVENTS_PUBLISH_FAILED.labels(self.service, row.topic).inc()
+                    continue
+                done.append(row.seq)
+                EVENTS_PUBLISHED.labels(self.service, row.topic).inc()
+            if done:
+                await conn.execute(delete(t).where(t.c.seq.in_(done)))
+            failed = [r.seq for r in rows if r.seq not in set(done)]
+            if failed:
+                await conn.execute(
+                    update(t).where(t.c.seq.in_(failed))
+                    .values(attempts=t.c.attempts + 1, last_error=repr(first_error)[:2000])
+                )
+        if failed:
+            raise RuntimeError(f"{len(failed)} outbox events not acknowledged: {first_error!r}")
+        return len(done), len(rows)
+
+    async def _update_gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._last_gauge < 0.5:
+            return
+        self._last_gauge = now
+        t = self.table
+        async with self.engine.connect() as conn:
+            count, oldest = (await conn.execute(select(func.count(), func.min(t.c.created_at)))).one()
+        OUTBOX_BACKLOG.labels(self.service).set(count)
+        OUTBOX_OLDEST_AGE.labels(self.service).set((utcnow() - oldest).total_seconds() if oldest else 0)

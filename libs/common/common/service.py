@@ -1,0 +1,237 @@
+"""Build a service's FastAPI app: lifespan (migrations, engine, producer, outbox relay, consumers), health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from common.auth import TokenVerifier
+from common.config import ServiceSettings
+from common.consumer import EventConsumer, Subscription
+from common.db import create_engine, session_factory
+from common.errors import install_problem_handlers, problem
+from common.events import dead_letter_topic
+from common.migrations import upgrade_async
+from common.observability import HttpMiddleware, configure_logging
+from common.outbox import WAKE, EventStager, OutboxRelay, producer_for
+
+log = logging.getLogger("common.service")
+
+
+@dataclass
+class ConsumerSpec:
+    """A consumer group of the service: a name and the topics/handlers it subscribes to."""
+
+    name: str
+    subscriptions: list[Subscription]
+
+
+@dataclass
+class ServiceSpec:
+    """Everything that makes one service: its settings, routes, tables, migrations, topics and consumers."""
+
+    settings: ServiceSettings
+    title: str
+    description: str
+    routers: list[APIRouter]
+    outbox: Table
+    processed: Table
+    migrations: Path
+    published_topics: list[str]
+    consumers: list[ConsumerSpec] = field(default_factory=list)
+    version: str = "0.1.0"
+    on_startup: list[Callable] = field(default_factory=list)
+
+
+class Runtime:
+    """The live resources of a running service, kept on `app.state.runtime`."""
+
+    def __init__(self, spec: ServiceSpec) -> None:
+        s = spec.settings
+        self.spec = spec
+        self.settings = s
+        self.engine: AsyncEngine = create_engine(s.database_url)
+        self.producer: AIOKafkaProducer = producer_for(s.kafka_bootstrap_servers, client_id=s.service_name)
+        self.relay = OutboxRelay(
+            engine=self.engine, table=spec.outbox, producer=self.producer, service=s.service_name,
+            sweep_seconds=s.outbox_sweep_seconds, batch_size=s.outbox_batch_size,
+        )
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine, **{WAKE: self.relay.wake})
+        self.stager = EventStager(table=spec.outbox, source=s.event_source, type_prefix=s.event_type_prefix)
+        self.consumers = [
+            EventConsumer(
+                name=c.name, service=s.service_name, bootstrap=s.kafka_bootstrap_servers,
+                subscriptions=c.subscriptions, sessions=self.sessions, processed=spec.processed,
+                producer=self.producer, max_attempts=s.consumer_max_attempts,
+                backoff_seconds=s.consumer_backoff_seconds, batch_size=s.consumer_batch_size,
+            )
+            for c in spec.consumers
+        ]
+        self.producer_ready = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+
+    def topics(self) -> list[str]:
+        """Every topic this service writes to: what it publishes and the dead-letter topics of what it consumes."""
+        consumed = [sub.topic for c in self.spec.consumers for sub in c.subscriptions]
+        return sorted(set(self.spec.published_topics) | set(consumed) | {dead_letter_topic(t) for t in consumed})
+
+    async def _start_broker_side(self) -> None:
+        """Create topics and start the producer, retrying while the broker is away (the API serves meanwhile)."""
+        delay = 0.5
+        while True:
+            try:
+                await ensure_topics(self.settings.kafka_bootstrap_servers, self.topics(),
+                                    partitions=self.settings.topic_partitions,
+                                    replication=self.settings.topic_replication)
+                await self.producer.start()
+                break
+            except KafkaError as exc:
+                log.warning("broker not reachable yet (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.producer_ready.set()
+        if self.settings.run_workers:
+            self.tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+            for c in self.consumers:
+                self.tasks.append(asyncio.create_task(c.run(), name=f"consumer-{c.name}"))
+
+    async def start(self) -> None:
+        """Run migrations, then bring up the broker side in the background."""
+        if self.settings.run_migrations:
+            await upgrade_async(self.spec.migrations, self.settings.database_url)
+        for hook in self.spec.on_startup:
+            await hook(self)
+        self.tasks.append(asyncio.create_task(self._start_broker_side(), name="broker-side"))
+
+    async def stop(self) -> None:
+        """Stop consumers and relay (publishing what is pending if the broker is there), then the producer."""
+        for c in self.consumers:
+            c.stop()
+        self.relay.stop()
+        for t in self.tasks:
+            if t.get_name() == "outbox-relay":
+                continue
+            t.cancel()
+        relay = [t for t in self.tasks if t.get_name() == "outbox-relay"]
+        if relay:
+            try:
+                await asyncio.wait_for(relay[0], timeout=5)
+            except (TimeoutError, asyncio.CancelledError):
+                relay[0].cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.producer_ready.is_set():
+            try:
+                await asyncio.wait_for(self.producer.stop(), timeout=10)
+            except Exception:  # a broker that vanished; the outbox keeps anything unsent
+                pass
+        await self.engine.dispose()
+
+    async def ready(self) -> dict[str, str]:
+        """Check the database and the broker; an empty problem list means ready."""
+        problems = {}
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+        except Exception as exc:
+            problems["database"] = f"unreachable: {exc.__class__.__name__}"
+        if not self.producer_ready.is_set():
+            problems["broker"] = "not connected yet"
+        else:
+            try:
+                await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=2)
+            except Exception as exc:
+                problems["broker"] = f"unreachable: {exc.__class__.__name__}"
+        return problems
+
+
+async def ensure_topics(bootstrap: str, topics: list[str], *, partitions: int, replication: int = 1) -> None:
+    """Create topics explicitly (the broker does not auto-create); existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="topic-setup")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, num_partitions=partitions, replication_factor=replication)
+                   for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The running service's resources."""
+    return request.app.state.runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A database session per request."""
+    async with request.app.state.runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def create_service_app(spec: ServiceSpec) -> FastAPI:
+    """The FastAPI app of a service: problem+json errors, offline docs, /healthz, /readyz, /metrics."""
+    s = spec.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure_logging(service=s.service_name, level=s.log_level, json_logs=s.log_json)
+        runtime = Runtime(spec)
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPIOffline(title=spec.title, description=spec.description, version=spec.version, lifespan=lifespan)
+    app.state.verifier = TokenVerifier(
+        secret=s.jwt_secret, algorithms=s.jwt_algorithms, audience=s.jwt_audience, issuer=s.jwt_issuer,
+        jwks_url=s.jwks_url,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(HttpMiddleware, service=s.service_name, max_body_bytes=s.max_body_bytes)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok", "service": s.service_name}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable")
+    async def readyz(request: Request):
+        """Ready when the database answers and the broker serves metadata; else 503 naming what is missing."""
+        problems = await request.app.state.runtime.ready()
+        if problems:
+            return problem(503, "not ready: " + "; ".join(f"{k} {v}" for k, v in problems.items()),
+                           slug="not-ready", headers={"Retry-After": "5"}, checks=problems)
+        return {"status": "ready", "service": s.service_name}
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus exposition format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app
