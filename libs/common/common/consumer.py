@@ -322,3 +322,8 @@ class EventConsumer:
                     return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"consumer {self.group_id} not idle after {timeout}s")
+
+
+def subscribe(topic: str, prefix: str, handlers: dict[str, Handler], *, strict: bool = False) -> Subscription:
+    """A subscription whose handlers are keyed by contract name (e.g. 'registry.institution.registered')."""
+    return Subscription(topic=topic, handlers={f"{prefix}.{name}": fn for name, fn in handlers.items()}, strict=strict)

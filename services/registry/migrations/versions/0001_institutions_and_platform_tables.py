@@ -10,7 +10,6 @@ import sqlmodel
 
 import common.db
 
-
 revision = '0001'
 down_revision = None
 branch_labels = None

@@ -1,0 +1,49 @@
+# The front door. `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requirements-dev.txt
+ROLE ?= office_admin
+INSTITUTION ?=
+
+.PHONY: help install broker run test test-unit bench lint token seed clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): $(PYPROJECTS)
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e libs/common $(foreach s,$(wildcard services/*/pyproject.toml),-e $(dir $(s))) -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the services, libs/common and the dev tools
+	@$(PY) scripts/broker.py fetch
+
+broker: install ## start only the Kafka broker (127.0.0.1:9092) in the background
+	@$(PY) scripts/broker.py start
+
+run: install ## broker + the four services (registry 8001, matching 8002, events 8003, notify 8004)
+	@$(BIN)/python scripts/run.py
+
+test: install ## the whole suite against a real Kafka broker and PostgreSQL
+	@bash scripts/postgres.sh
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## pure domain tests only (no broker, no database)
+	@$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+bench: install ## benchmarks: figures printed, JSON written to bench/results
+	@bash scripts/postgres.sh
+	@$(BIN)/python -m bench $(BENCH_ARGS)
+
+lint: install ## ruff over everything
+	@$(BIN)/ruff check libs services tests bench scripts
+
+token: install ## print a development JWT on the last line: make token ROLE=institution_admin INSTITUTION=<id>
+	@$(BIN)/python -m common.auth --role $(ROLE) $(if $(INSTITUTION),--institution $(INSTITUTION))
+
+clean: ## remove local databases, broker data and logs (keeps the fetched Kafka jars)
+	rm -rf .local/db .local/kafka/data .local/logs

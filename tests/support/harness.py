@@ -1,0 +1,198 @@
+"""Test harness: a real broker and PostgreSQL, services started in-process, Kafka readers, polling helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from common.auth import mint_token
+from common.config import ServiceSettings
+from common.service import Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER = ROOT / "scripts" / "broker.py"
+ADMIN_PG_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+SECRET = ServiceSettings().jwt_secret
+AUDIENCE = ServiceSettings().jwt_audience
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1 (and the one after it, for the broker's controller listener)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+@dataclass
+class Broker:
+    """A Kafka broker for the test session; `owned` when this session started it (and may stop/start it)."""
+
+    bootstrap: str
+    owned: bool
+    data: Path | None = None
+    port: int | None = None
+
+    def stop(self) -> None:
+        """Stop the broker (owned brokers only)."""
+        assert self.owned, "cannot stop a broker this test session did not start"
+        subprocess.run([sys.executable, str(BROKER), "stop", "--data", str(self.data)], check=True,
+                       capture_output=True)
+
+    def start(self) -> None:
+        """Start the broker again on the same port and data (owned brokers only)."""
+        assert self.owned
+        subprocess.run([sys.executable, str(BROKER), "start", "--data", str(self.data), "--port", str(self.port)],
+                       check=True)
+
+
+def start_broker(tmp: Path) -> Broker:
+    """Use KAFKA_BOOTSTRAP_SERVERS when set, else start a fresh local broker on a free port."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return Broker(os.environ["KAFKA_BOOTSTRAP_SERVERS"], owned=False)
+    port = free_port()
+    data = tmp / "kafka"
+    subprocess.run([sys.executable, str(BROKER), "start", "--data", str(data), "--port", str(port)], check=True)
+    return Broker(f"127.0.0.1:{port}", owned=True, data=data, port=port)
+
+
+async def fresh_database(label: str) -> str:
+    """Create an empty PostgreSQL database for one service in one test; returns its URL."""
+    name = f"t_{label}_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(ADMIN_PG_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return ADMIN_PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def token(*roles: str, institution: str | None = None, sub: str | None = None, **kw: Any) -> str:
+    """A development bearer token for the given roles (and institution)."""
+    return mint_token(secret=SECRET, sub=sub or f"user-{uuid.uuid4().hex[:8]}", roles=list(roles),
+                      institution_id=institution, audience=AUDIENCE, **kw)
+
+
+def auth(*roles: str, institution: str | None = None, sub: str | None = None) -> dict[str, str]:
+    """An Authorization header for the given roles."""
+    return {"Authorization": f"Bearer {token(*roles, institution=institution, sub=sub)}"}
+
+
+@dataclass
+class Service:
+    """A service running in-process: its app, live runtime and an HTTP client bound to it."""
+
+    app: FastAPI
+    runtime: Runtime
+    http: httpx.AsyncClient
+
+    @property
+    def consumers(self):
+        """The service's running consumers."""
+        return self.runtime.consumers
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until the outbox is empty and every consumer has caught up."""
+        deadline = time.monotonic() + timeout
+        while await self.runtime.relay.publish_pending() and time.monotonic() < deadline:
+            pass
+        for c in self.consumers:
+            await c.wait_idle(max(1.0, deadline - time.monotonic()))
+
+
+@asynccontextmanager
+async def run_service(
+    create_app: Callable[[Any], FastAPI], settings_cls: type[ServiceSettings], *, broker: Broker, db_url: str,
+    **overrides: Any,
+) -> AsyncIterator[Service]:
+    """Start a service in-process against the real broker and database; stop it cleanly afterwards."""
+    settings = settings_cls(
+        database_url=db_url, kafka_bootstrap_servers=broker.bootstrap, log_json=False, outbox_sweep_seconds=0.2,
+        consumer_backoff_seconds=0.05, **overrides,
+    )
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60):
+        runtime: Runtime = app.state.runtime
+        await asyncio.wait_for(runtime.producer_ready.wait(), timeout=60)
+        for c in runtime.consumers:
+            await wait_until(lambda c=c: c._consumer is not None and bool(c._consumer.assignment()), timeout=60,
+                             what=f"consumer {c.group_id} assigned")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{settings.service_name}") as http:
+            yield Service(app=app, runtime=runtime, http=http)
+
+
+async def wait_until(
+    check: Callable[[], Any | Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.05, what: str = "",
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        await asyncio.sleep(interval)
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, until: Callable[[list], bool], timeout: float = 20.0,
+) -> list:
+    """Read a topic from the beginning (no consumer group) until `until(records)` holds; returns the records."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list = []
+        deadline = time.monotonic() + timeout
+        while not until(records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out reading {topic}: {len(records)} records seen")
+            batch = await consumer.getmany(timeout_ms=200)
+            for msgs in batch.values():
+                records.extend(msgs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes | None], *, key: bytes | None = b"k") -> None:
+    """Send raw bytes to a topic (for duplicates and poison messages)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        for v in values:
+            await producer.send_and_wait(topic, value=v, key=key)
+    finally:
+        await producer.stop()
