@@ -1,0 +1,120 @@
+"""The idempotent consumer: duplicates apply once, poison goes to the DLQ with a reason, and consumption goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from sqlalchemy import func, insert, select
+
+from common.consumer import EventConsumer, PoisonMessage, subscribe
+from common.events import CloudEvent
+from common.service import ensure_topics
+from tests.support.harness import fresh_database, produce, read_topic, wait_until
+from tests.support.scratch import Scratch, WidgetPayload, new_topic, processed, widgets
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "cn.gov.sh.cjrh"
+
+
+def event_bytes(*, name: str = "scratch.widget.made", data=None, event_id: str | None = None) -> bytes:
+    """A valid CloudEvent carrying a widget (or the given data)."""
+    wid = str(uuid.uuid4())
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()), source="//tests", type=f"{PREFIX}.{name}", subject=wid,
+        time=datetime.now(UTC), data=data if data is not None else {"id": wid, "name": "w"},
+    ).to_bytes()
+
+
+async def make_widget(session, event: CloudEvent) -> None:
+    """Handler: insert a widget; invalid payloads are poison; a name of 'explode' fails every time."""
+    try:
+        w = WidgetPayload.model_validate(event.data)
+    except Exception as exc:
+        raise PoisonMessage(f"widget payload invalid: {exc}") from exc
+    if w.name == "explode":
+        raise RuntimeError("this handler always fails for 'explode'")
+    await session.execute(insert(widgets).values(id=w.id, name=w.name))
+
+
+@pytest.fixture
+async def harness(broker):
+    topic = new_topic()
+    await ensure_topics(broker.bootstrap, [topic, f"{topic}.dlq"], partitions=1)
+    s = Scratch(await fresh_database("consumer"), broker.bootstrap)
+    await s.create()
+    await s.producer.start()
+    consumer = EventConsumer(
+        name="widgets", service="scratch", bootstrap=broker.bootstrap,
+        subscriptions=[subscribe(topic, PREFIX, {"scratch.widget.made": make_widget}, strict=True)],
+        sessions=s.sessions, processed=processed,
+        producer=s.producer, max_attempts=3, backoff_seconds=0.01,
+    )
+    consumer.group_id = f"scratch-{uuid.uuid4().hex[:6]}"
+    task = asyncio.create_task(consumer.run())
+    yield s, consumer, topic
+    consumer.stop()
+    await asyncio.wait_for(task, 20)
+    await s.close()
+
+
+async def count_widgets(s: Scratch) -> int:
+    async with s.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(widgets))
+
+
+async def test_the_same_event_delivered_twice_is_applied_once(harness, broker):
+    s, consumer, topic = harness
+    first, other = event_bytes(), event_bytes()
+    await produce(broker.bootstrap, topic, [first, first, other, first])
+    await wait_until(lambda: consumer.stats.applied + consumer.stats.duplicates >= 4, what="all four consumed")
+    assert await count_widgets(s) == 2
+    assert consumer.stats.applied == 2 and consumer.stats.duplicates == 2
+
+
+async def test_poison_messages_are_dead_lettered_with_a_reason_and_consumption_goes_on(harness, broker):
+    s, consumer, topic = harness
+    poison = {
+        b"{not json": "not valid JSON",
+        b"[1, 2, 3]": "must be a JSON object",
+        orjson.dumps({"specversion": "0.3", "id": "x"}): "unsupported specversion",
+        orjson.dumps({"specversion": "1.0", "id": "x", "type": "t"}): "invalid CloudEvent envelope",
+        event_bytes(name="scratch.widget.melted"): "unknown event type",
+        event_bytes(data={"id": 42}): "widget payload invalid",
+        event_bytes(data={"id": str(uuid.uuid4()), "name": "explode"}): "failed after 3 attempts",
+        "名字".encode("gb18030"): "not valid JSON",
+    }
+    good = event_bytes()
+    await produce(broker.bootstrap, topic, [*poison, None, good])
+
+    await wait_until(lambda: consumer.stats.applied >= 1, timeout=30, what="the good event after the poison")
+    assert await count_widgets(s) == 1
+
+    dlq = await read_topic(broker.bootstrap, f"{topic}.dlq", until=lambda rs: len(rs) >= len(poison) + 1)
+    assert len(dlq) == len(poison) + 1
+    reasons = {r.value: dict(r.headers)["dlq.reason"].decode() for r in dlq}
+    for raw, expected in poison.items():
+        assert expected in reasons[raw], (raw, reasons[raw])
+    assert "tombstone" in reasons[None]
+    for r in dlq:
+        headers = dict(r.headers)
+        assert headers["dlq.consumer"].decode() == consumer.group_id
+        assert headers["dlq.original.topic"].decode() == topic
+
+
+async def test_a_poison_message_redelivered_after_a_crash_is_dead_lettered_once(harness, broker):
+    s, consumer, topic = harness
+    bad = b"{broken"
+    await produce(broker.bootstrap, topic, [bad, event_bytes()])
+    await wait_until(lambda: consumer.stats.applied >= 1, what="consumed")
+    # Simulate a crash before the offset commit: the same record is handled again.
+    records = await read_topic(broker.bootstrap, topic, until=lambda rs: len(rs) >= 2)
+    await consumer._process([records[0]])
+    sentinel = b"{sentinel"
+    await produce(broker.bootstrap, topic, [sentinel])
+    dlq = await read_topic(broker.bootstrap, f"{topic}.dlq", until=lambda rs: any(r.value == sentinel for r in rs))
+    assert [r.value for r in dlq] == [bad, sentinel]

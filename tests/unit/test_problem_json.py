@@ -1,0 +1,83 @@
+"""Every error is RFC 9457 problem+json with a useful detail: domain errors, validation, 404, 405, 413."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from common.errors import InvalidTransition, install_problem_handlers
+from common.observability import HttpMiddleware
+
+pytestmark = pytest.mark.unit
+
+
+class Body(BaseModel):
+    name: str = Field(min_length=2)
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(HttpMiddleware, service="unit", max_body_bytes=1000)
+
+    @app.post("/things")
+    async def create(body: Body):
+        return body
+
+    @app.post("/things/{tid}/publish")
+    async def publish(tid: str):
+        raise InvalidTransition(f"thing {tid} is archived", allowed=[])
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("secret internals")
+
+    return app
+
+
+@pytest.fixture
+async def client():
+    transport = httpx.ASGITransport(app=make_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://unit") as c:
+        yield c
+
+
+def is_problem(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == status and body["type"].startswith("https://") and body["title"] and body["detail"]
+    return body
+
+
+async def test_validation_errors_name_the_field(client):
+    body = is_problem(await client.post("/things", json={"name": "x"}), 422)
+    assert "body.name" in body["detail"] and body["errors"][0]["field"] == "body.name"
+
+
+async def test_domain_errors_carry_their_extension_members(client):
+    body = is_problem(await client.post("/things/t1/publish"), 409)
+    assert body["allowed"] == [] and "archived" in body["detail"]
+
+
+async def test_unknown_paths_and_methods_are_problems(client):
+    assert "/nowhere" in is_problem(await client.get("/nowhere"), 404)["detail"]
+    assert "DELETE" in is_problem(await client.delete("/things"), 405)["detail"]
+
+
+async def test_oversized_bodies_get_413(client):
+    body = is_problem(await client.post("/things", content=b"x" * 5000,
+                                         headers={"content-type": "application/json"}), 413)
+    assert "1000" in body["detail"]
+
+
+async def test_unexpected_errors_do_not_leak_internals(client):
+    body = is_problem(await client.get("/boom"), 500)
+    assert "secret" not in body["detail"]
+
+
+async def test_the_correlation_id_is_echoed(client):
+    r = await client.get("/nowhere", headers={"x-correlation-id": "abc123"})
+    assert r.headers["x-correlation-id"] == "abc123"
