@@ -34,7 +34,7 @@ class ServiceSettings(BaseSettings):
     jwks_url: str | None = _shared("JWKS_URL", None)
 
     outbox_sweep_seconds: float = _shared("OUTBOX_SWEEP_SECONDS", 1.0)
-    outbox_batch_size: int = _shared("OUTBOX_BATCH_SIZE", 500)
+    outbox_batch_size: int = _shared("OUTBOX_BATCH_SIZE", 5000)
     consumer_max_attempts: int = _shared("CONSUMER_MAX_ATTEMPTS", 5)
     consumer_backoff_seconds: float = _shared("CONSUMER_BACKOFF_SECONDS", 0.2)
     consumer_batch_size: int = _shared("CONSUMER_BATCH_SIZE", 500)

@@ -13,11 +13,13 @@ import asyncio
 import logging
 import time
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import BigInteger, Table, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy import event as sa_event
@@ -162,6 +164,7 @@ class OutboxRelay:
                 futures.append(fut)
             results = await asyncio.gather(*futures, return_exceptions=True)
             done, failed_keys, first_error = [], set(), None
+            published: Counter[str] = Counter()
             for row, res in zip(rows, results):
                 if isinstance(res, BaseException) or (row.topic, row.key) in failed_keys:
                     failed_keys.add((row.topic, row.key))
@@ -169,18 +172,27 @@ class OutboxRelay:
                     EVENTS_PUBLISH_FAILED.labels(self.service, row.topic).inc()
                     continue
                 done.append(row.seq)
-                EVENTS_PUBLISHED.labels(self.service, row.topic).inc()
+                published[row.topic] += 1
+            for topic, n in published.items():
+                EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
             if done:
-                await conn.execute(delete(t).where(t.c.seq.in_(done)))
-            failed = [r.seq for r in rows if r.seq not in set(done)]
+                await conn.execute(delete(t).where(self._seq_in(done)))
+            done_set = set(done)
+            failed = [r.seq for r in rows if r.seq not in done_set]
             if failed:
                 await conn.execute(
-                    update(t).where(t.c.seq.in_(failed))
+                    update(t).where(self._seq_in(failed))
                     .values(attempts=t.c.attempts + 1, last_error=repr(first_error)[:2000])
                 )
         if failed:
             raise RuntimeError(f"{len(failed)} outbox events not acknowledged: {first_error!r}")
         return len(done), len(rows)
+
+    def _seq_in(self, seqs: list[int]):
+        """`seq IN (...)`, as one array parameter on PostgreSQL (no per-value bind parameters to compile)."""
+        if self._is_pg:
+            return self.table.c.seq == any_(bindparam("seqs", seqs, type_=ARRAY(BigInteger)))
+        return self.table.c.seq.in_(seqs)
 
     async def _update_gauges(self) -> None:
         now = time.monotonic()

@@ -1,0 +1,247 @@
+"""The event pipeline: outbox relay throughput vs a raw producer, and end-to-end latency HTTP write -> consumed.
+
+1. Relay throughput: N outbox rows (PostgreSQL) published by `OutboxRelay` vs the same N messages sent by a raw
+   aiokafka producer with the same settings (idempotent, acks=all), both to fresh topics on the same broker.
+2. End-to-end latency at a fixed open-loop rate: registry and matching run as real uvicorn processes on PostgreSQL; the
+   bench POSTs institutions to registry at RATE writes/s and measures, per write, from the HTTP response to the moment
+   matching's consumer applied the event (its processed_events.processed_at). Baseline in the same run: raw Kafka
+   produce -> consume latency at the same rate on the same broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import insert
+
+from bench.support import BenchContext, summary_ms, table
+from common.config import ServiceSettings
+from common.events import CloudEvent
+from common.outbox import producer_for
+from common.service import ensure_topics
+from tests.support.harness import ROOT, free_port, read_topic, token
+from tests.support.scratch import Scratch, WidgetPayload, new_topic, outbox
+
+N_MESSAGES = int(os.environ.get("BENCH_PIPELINE_MESSAGES", "20000"))
+RATE = int(os.environ.get("BENCH_PIPELINE_RATE", "200"))
+SECONDS = float(os.environ.get("BENCH_PIPELINE_SECONDS", "10"))
+
+
+def _uscc(i: int) -> str:
+    from registry.domain import uscc_check_char
+
+    first17 = f"9131011500{i:07d}"
+    return first17 + uscc_check_char(first17)
+
+
+async def _one_round(ctx: BenchContext, events: list[tuple[str, str, bytes]]) -> tuple[float, float]:
+    """Seconds for the raw producer and for the relay to publish the same messages (fresh topics, fresh database)."""
+    bootstrap = ctx.broker.bootstrap
+    raw_topic, relay_topic = new_topic(), new_topic()
+    await ensure_topics(bootstrap, [raw_topic, relay_topic], partitions=3)
+    raw = producer_for(bootstrap, client_id="bench-raw")
+    await raw.start()
+    started = time.perf_counter()
+    futures = [await raw.send(raw_topic, value=payload, key=wid.encode()) for wid, _, payload in events]
+    await asyncio.gather(*futures)
+    raw_s = time.perf_counter() - started
+    await raw.stop()
+
+    scratch = Scratch(await ctx.database("bench_relay"), bootstrap)
+    await scratch.create()
+    await scratch.producer.start()
+    scratch.relay.batch_size = ServiceSettings().outbox_batch_size  # the services' default
+    async with scratch.sessions() as session, session.begin():
+        for i in range(0, len(events), 5000):
+            await session.execute(insert(outbox), [
+                {"event_id": eid, "topic": relay_topic, "key": wid, "event_type": "cn.gov.sh.cjrh.scratch.widget.made",
+                 "payload": payload, "created_at": datetime.now(UTC), "attempts": 0}
+                for wid, eid, payload in events[i:i + 5000]
+            ])
+    started = time.perf_counter()
+    sent = 0
+    while sent < len(events):
+        sent += await scratch.relay.publish_pending()
+    relay_s = time.perf_counter() - started
+    await scratch.close()
+    return raw_s, relay_s
+
+
+async def relay_vs_raw(ctx: BenchContext, rounds: int = 3) -> dict:
+    """Publish N messages through the outbox relay and through a raw producer, alternating; median msg/s of each."""
+    events = []
+    for i in range(N_MESSAGES):
+        wid = str(uuid.uuid4())
+        ev = CloudEvent(id=str(uuid.uuid4()), source="//bench", type="cn.gov.sh.cjrh.scratch.widget.made",
+                        subject=wid, time=datetime.now(UTC), data=WidgetPayload(id=wid, name=f"w{i}").model_dump())
+        events.append((wid, ev.id, ev.to_bytes()))
+    results = [await _one_round(ctx, events) for _ in range(rounds)]
+    raw_s = statistics.median(r[0] for r in results)
+    relay_s = statistics.median(r[1] for r in results)
+    raw_rate, relay_rate = N_MESSAGES / raw_s, N_MESSAGES / relay_s
+    table([
+        ("raw aiokafka producer", N_MESSAGES, f"{raw_s:.2f}", f"{raw_rate:,.0f}", "100%"),
+        ("outbox relay (PostgreSQL)", N_MESSAGES, f"{relay_s:.2f}", f"{relay_rate:,.0f}",
+         f"{100 * relay_rate / raw_rate:.0f}%"),
+    ], (f"publisher (median of {rounds})", "messages", "seconds", "msg/s", "vs raw"))
+    return {"messages": N_MESSAGES, "rounds": rounds, "raw_msgs_per_s": round(raw_rate),
+            "relay_msgs_per_s": round(relay_rate), "relay_vs_raw": round(relay_rate / raw_rate, 3),
+            "per_round_seconds": [{"raw": round(a, 3), "relay": round(b, 3)} for a, b in results], "target": ">= 0.5"}
+
+
+async def _open_loop(rate: int, seconds: float, fire) -> None:
+    """Call `fire(i)` at a fixed rate (open loop: a slow call never delays the next one)."""
+    n = int(rate * seconds)
+    start = time.perf_counter()
+    tasks = []
+    for i in range(n):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(i)))
+    await asyncio.gather(*tasks)
+
+
+async def raw_kafka_latency(ctx: BenchContext) -> dict:
+    """Baseline: raw produce -> consume latency at RATE msgs/s."""
+    bootstrap = ctx.broker.bootstrap
+    topic = new_topic()
+    await ensure_topics(bootstrap, [topic], partitions=3)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=True)
+    await consumer.start()
+    await consumer.getmany(timeout_ms=1000)
+    sent_at: dict[int, float] = {}
+    latencies: list[float] = []
+    n = int(RATE * SECONDS)
+
+    async def consume():
+        while len(latencies) < n:
+            for msgs in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.perf_counter()
+                for m in msgs:
+                    latencies.append(now - sent_at[int(m.value)])
+
+    producer = producer_for(bootstrap, client_id="bench-latency")
+    await producer.start()
+    reader = asyncio.create_task(consume())
+
+    async def fire(i: int):
+        sent_at[i] = time.perf_counter()
+        await producer.send_and_wait(topic, value=str(i).encode(), key=str(i % 50).encode())
+
+    await _open_loop(RATE, SECONDS, fire)
+    await asyncio.wait_for(reader, 60)
+    await producer.stop()
+    await consumer.stop()
+    return summary_ms(latencies)
+
+
+def _spawn(name: str, port: int, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", f"{name}.main:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )
+
+
+async def end_to_end(ctx: BenchContext) -> dict:
+    """HTTP POST to registry returns -> matching applied the event, at RATE writes/s."""
+    reg_db, mat_db = await ctx.database("bench_registry"), await ctx.database("bench_matching")
+    reg_port, mat_port = free_port(), free_port()
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=ctx.broker.bootstrap, LOG_LEVEL="WARNING",
+               REGISTRY_DATABASE_URL=reg_db, MATCHING_DATABASE_URL=mat_db)
+    procs = [_spawn("registry", reg_port, env), _spawn("matching", mat_port, env)]
+    headers = {"Authorization": f"Bearer {token('office_admin')}"}
+    try:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as http:
+            for port in (reg_port, mat_port):
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"service on {port} not ready")
+                    await asyncio.sleep(0.3)
+            # warm-up: one write must reach matching before measuring (consumer group joined, pools open)
+            warm = await http.post(f"http://127.0.0.1:{reg_port}/institutions", headers=headers,
+                                   json={"kind": "enterprise", "name_zh": "预热企业", "uscc": _uscc(9_999_999),
+                                         "district": "lingang"})
+            warm.raise_for_status()
+            wid = warm.json()["id"]
+            deadline = time.monotonic() + 60
+            while (await http.get(f"http://127.0.0.1:{mat_port}/institutions/{wid}")).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("warm-up event never reached matching")
+                await asyncio.sleep(0.1)
+
+            returned: dict[str, float] = {}
+            errors = 0
+
+            async def fire(i: int):
+                nonlocal errors
+                body = {"kind": "enterprise", "name_zh": f"压测企业{i}", "uscc": _uscc(i), "district": "pudong"}
+                r = await http.post(f"http://127.0.0.1:{reg_port}/institutions", json=body, headers=headers)
+                if r.status_code != 201:
+                    errors += 1
+                    return
+                returned[r.json()["id"]] = time.time()
+
+            await _open_loop(RATE, SECONDS, fire)
+
+        records = await read_topic(ctx.broker.bootstrap, "registry.institution.v1",
+                                   until=lambda rs: len({r.key for r in rs} & {k.encode() for k in returned})
+                                   >= len(returned), timeout=120)
+        event_of = {r.key.decode(): CloudEvent.from_bytes(r.value).id for r in records}
+        conn = await asyncpg.connect(mat_db)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                rows = await conn.fetch("SELECT event_id, processed_at FROM processed_events")
+                applied = {r["event_id"]: r["processed_at"].timestamp() for r in rows}
+                if all(event_of[k] in applied for k in returned) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+        latencies = [applied[event_of[k]] - t for k, t in returned.items() if event_of[k] in applied]
+        missing = len(returned) - len(latencies)
+        return {**summary_ms(latencies), "writes": len(returned), "http_errors": errors, "not_consumed": missing}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+async def run(ctx: BenchContext) -> dict:
+    """Run both pipeline benchmarks and print their figures."""
+    print(f"-- outbox relay vs raw producer ({N_MESSAGES:,} messages)", flush=True)
+    throughput = await relay_vs_raw(ctx)
+    print(f"\n-- end-to-end latency at {RATE} writes/s for {SECONDS:.0f}s "
+          "(registry HTTP 201 -> matching applied; both real processes on PostgreSQL)", flush=True)
+    baseline = await raw_kafka_latency(ctx)
+    e2e = await end_to_end(ctx)
+    table([
+        ("raw Kafka produce -> consume (baseline)", baseline["n"], baseline["p50_ms"], baseline["p99_ms"], "", ""),
+        ("registry write -> matching applied", e2e["n"], e2e["p50_ms"], e2e["p99_ms"], e2e["http_errors"],
+         e2e["not_consumed"]),
+    ], ("path", "n", "p50 ms", "p99 ms", "http errors", "lost"))
+    return {"relay_throughput": throughput, "latency_rate_per_s": RATE, "latency_seconds": SECONDS,
+            "raw_kafka_latency": baseline, "end_to_end_latency": e2e, "target_e2e_p99_ms": 100}
