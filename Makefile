@@ -15,8 +15,12 @@ help: ## list the targets
 
 $(STAMP): $(PYPROJECTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/pip install -q --upgrade pip
-	@$(BIN)/pip install -q -e libs/common $(foreach s,$(wildcard services/*/pyproject.toml),-e $(dir $(s))) -r requirements-dev.txt
+	@mkdir -p .local
+	@echo "install: Python packages into $(VENV) (log in .local/pip.log) ..."
+	@{ $(BIN)/pip install --upgrade pip && \
+	   $(BIN)/pip install -e libs/common $(foreach s,$(wildcard services/*/pyproject.toml),-e $(dir $(s))) \
+	     -r requirements-dev.txt $(wildcard deploy/requirements-ops.txt:%=-r %); } > .local/pip.log 2>&1 \
+	   || { tail -30 .local/pip.log; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the services, libs/common and the dev tools

@@ -79,7 +79,7 @@ def main() -> None:
         print(f"{name:<9} http://127.0.0.1:{port}  docs http://127.0.0.1:{port}/docs  [{state}]", flush=True)
     print("logs in .local/logs; a token: make token ROLE=office_admin; Ctrl-C stops everything", flush=True)
     while True:
-        for name, port, proc in procs:
+        for name, _port, proc in procs:
             if proc.poll() is not None:
                 print(f"{name} exited with code {proc.returncode}; see .local/logs/{name}.log", flush=True)
                 shutdown()

@@ -107,7 +107,7 @@ async def test_poison_messages_are_dead_lettered_with_a_reason_and_consumption_g
 
 
 async def test_a_poison_message_redelivered_after_a_crash_is_dead_lettered_once(harness, broker):
-    s, consumer, topic = harness
+    _, consumer, topic = harness
     bad = b"{broken"
     await produce(broker.bootstrap, topic, [bad, event_bytes()])
     await wait_until(lambda: consumer.stats.applied >= 1, what="consumed")

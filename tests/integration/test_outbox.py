@@ -45,7 +45,7 @@ async def _make(s: Scratch, name: str, *, fail: bool = False, key: str = "same-k
 
 
 async def test_a_rolled_back_transaction_publishes_nothing(scratch):
-    failed = await _make(scratch, "never", fail=True)
+    await _make(scratch, "never", fail=True)
     kept = await _make(scratch, "kept")
     async with scratch.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(widgets)) == 1

@@ -101,7 +101,9 @@ def mint_token(
 ) -> str:
     """Issue an HS256 development token (never used in production, where an OpenID provider issues tokens)."""
     now = int(time.time())
-    claims = {"sub": sub, "roles": roles, "aud": audience, "iat": now, "exp": now + ttl_seconds, "jti": str(uuid.uuid4())}
+    claims = {
+        "sub": sub, "roles": roles, "aud": audience, "iat": now, "exp": now + ttl_seconds, "jti": str(uuid.uuid4()),
+    }
     if institution_id:
         claims["institution_id"] = institution_id
     if name:

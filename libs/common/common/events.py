@@ -42,7 +42,7 @@ class CloudEvent(BaseModel):
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "CloudEvent":
+    def from_bytes(cls, raw: bytes) -> CloudEvent:
         """Parse structured-mode JSON, raising MalformedEvent with a readable reason on any defect."""
         try:
             doc = orjson.loads(raw)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 from sqlalchemy import BigInteger, Table, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
-from sqlalchemy import event as sa_event
 
 from common.db import utcnow
 from common.events import CONTENT_TYPE, CloudEvent, EventContract, new_event
