@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requirements-dev.txt
+PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requirements-dev.txt $(wildcard deploy/requirements-ops.txt)
 ROLE ?= office_admin
 INSTITUTION ?=
 
@@ -19,7 +19,7 @@ $(STAMP): $(PYPROJECTS)
 	@echo "install: Python packages into $(VENV) (log in .local/pip.log) ..."
 	@{ $(BIN)/pip install --upgrade pip && \
 	   $(BIN)/pip install -e libs/common $(foreach s,$(wildcard services/*/pyproject.toml),-e $(dir $(s))) \
-	     -r requirements-dev.txt $(wildcard deploy/requirements-ops.txt:%=-r %); } > .local/pip.log 2>&1 \
+	     -r requirements-dev.txt $(patsubst %,-r %,$(wildcard deploy/requirements-ops.txt)); } > .local/pip.log 2>&1 \
 	   || { tail -30 .local/pip.log; exit 1; }
 	@touch $(STAMP)
 

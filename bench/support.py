@@ -16,7 +16,7 @@ class BenchContext:
     broker: Broker
 
     @classmethod
-    def start(cls, tmp: Path) -> "BenchContext":
+    def start(cls, tmp: Path) -> BenchContext:
         """Start (or reuse, with KAFKA_BOOTSTRAP_SERVERS) the broker."""
         return cls(broker=start_broker(tmp))
 

@@ -1,94 +1,301 @@
-"""HTTP routes of the events service."""
+"""HTTP routes for activities, sessions, registrations, check-in and calendars: parse, call a use case, shape."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from common.auth import Principal, Role, require_roles
-from common.errors import Forbidden, NotFound, Unprocessable
+from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, require_roles
+from common.errors import Unprocessable
 from common.service import RuntimeDep, SessionDep
-from events.contracts import ActivityCreated, ActivityPayload
-from events.models import Activity, Organiser
+from events import ical, service
+from events.clock import Clock
+from events.domain import allowed_transitions
+from events.models import Activity, ActivitySession, Registration
+from events.schemas import (
+    ActivityCreate,
+    ActivityPublic,
+    Attendance,
+    CapacityChange,
+    CheckinListCreate,
+    CheckinListPublic,
+    CheckinRequest,
+    CheckinResult,
+    ConsentChange,
+    Page,
+    ParticipantPublic,
+    RegistrationCreate,
+    RegistrationPublic,
+    SessionCreate,
+    SessionPublic,
+    TransitionRequest,
+)
 
-router = APIRouter(prefix="/activities", tags=["activities"])
+router = APIRouter(tags=["activities"])
 
 Organising = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN, Role.INSTITUTION_ADMIN))]
 
 
-class ActivityKind(StrEnum):
-    """Kinds of activity the office runs (会、展、赛)."""
-
-    CONFERENCE = "conference"
-    FORUM = "forum"
-    EXHIBITION = "exhibition"
-    MATCHMAKING = "matchmaking"
-    JOB_FAIR = "job_fair"
-    TRAINING_CAMP = "training_camp"
-    COMPETITION = "competition"
+def get_clock(request: Request) -> Clock:
+    """The service's clock (shifted in tests)."""
+    return request.app.state.clock
 
 
-class ActivityCreate(BaseModel):
-    """A new activity, created as a draft."""
-
-    kind: ActivityKind
-    title_zh: str = Field(min_length=2, max_length=300)
-    title_en: str | None = Field(default=None, max_length=300)
-    organiser_id: str
-    starts_at: datetime
-    ends_at: datetime
-    capacity: int | None = Field(default=None, ge=1, le=1_000_000)
-    industries: list[str] = Field(default_factory=list, max_length=20)
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
-        return self
+ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-class ActivityPublic(BaseModel):
-    """An activity as anyone sees it."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    kind: str
-    title_zh: str
-    title_en: str | None
-    organiser_id: str
-    starts_at: datetime
-    ends_at: datetime
-    capacity: int | None
-    industries: list[str]
-    status: str
-    version: int
+def offer_ttl(runtime, act_ttl: int | None = None) -> int:
+    """How long waitlist offers stay open."""
+    return act_ttl or runtime.settings.offer_ttl_seconds
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ActivityPublic)
-async def create_activity(body: ActivityCreate, session: SessionDep, runtime: RuntimeDep, actor: Organising):
+def if_match_version(if_match: str | None) -> int | None:
+    """The version named by an If-Match header ("3" or "\\"3\\""), if any."""
+    if if_match is None:
+        return None
+    try:
+        return int(if_match.strip().strip('W/').strip('"'))
+    except ValueError as exc:
+        raise Unprocessable(f"If-Match must carry a version number, got {if_match!r}") from exc
+
+
+async def present_activity(session, act: Activity, viewer: Principal | None) -> ActivityPublic:
+    """Shape an activity, with the organiser's name and (for managers) the transitions open to it."""
+    out = ActivityPublic.model_validate(act)
+    out.organiser_name = (await service.organiser_names(session=session, ids={act.organiser_id})).get(act.organiser_id)
+    if service.can_manage(act, viewer):
+        out.allowed_transitions = allowed_transitions(act.status)
+    return out
+
+
+async def present_registration(session, reg: Registration, viewer: Principal,
+                               checked_in: bool | None = None) -> RegistrationPublic:
+    """Shape a registration: the token for the registrant and the office, contact details for them and organisers."""
+    out = RegistrationPublic.model_validate(reg)
+    out.queue_position = await service.queue_position(session, reg)
+    mine = service.owns(reg, viewer)
+    if mine or viewer.is_office:
+        out.checkin_token = reg.checkin_token
+    if not mine:
+        act = await session.get(Activity, reg.activity_id)
+        if not service.can_manage(act, viewer):
+            out.contact_email = out.contact_phone = None
+    out.checked_in = bool(checked_in) if checked_in is not None else bool(
+        await service.checked_in_ids(session=session, registration_ids=[reg.id]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- activities
+
+
+@router.post("/activities", status_code=status.HTTP_201_CREATED, response_model=ActivityPublic)
+async def create_activity(body: ActivityCreate, session: SessionDep, runtime: RuntimeDep, actor: Organising,
+                          response: Response):
     """Create a draft activity for an organiser the caller may act for."""
-    if not actor.acts_for(body.organiser_id):
-        raise Forbidden("you may only organise activities for your own institution")
-    async with session.begin():
-        if await session.get(Organiser, body.organiser_id) is None:
-            raise Unprocessable(f"organiser {body.organiser_id} is not a registered institution (yet)")
-        act = Activity(**body.model_dump())
-        session.add(act)
-        await session.flush()
-        await runtime.stager.stage(session, ActivityCreated, key=act.id,
-                                   payload=ActivityPayload.model_validate(act, from_attributes=True))
-    return act
+    act = await service.create_activity(session=session, stager=runtime.stager, data=body, actor=actor)
+    response.headers["Location"] = f"/activities/{act.id}"
+    response.headers["ETag"] = f'"{act.version}"'
+    return await present_activity(session, act, actor)
 
 
-@router.get("/{activity_id}", response_model=ActivityPublic)
-async def get_activity(activity_id: str, session: SessionDep):
+@router.get("/activities", response_model=Page[ActivityPublic])
+async def list_activities(
+    session: SessionDep, viewer: OptionalPrincipal, status_: Annotated[str | None, Query(alias="status")] = None,
+    kind: str | None = None, organiser_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+):
+    """Activities by start time (drafts only for their organisers)."""
+    acts = await service.list_activities(session=session, viewer=viewer, status=status_, kind=kind,
+                                         organiser_id=organiser_id, limit=limit)
+    return Page[ActivityPublic](items=[await present_activity(session, a, viewer) for a in acts])
+
+
+@router.get("/activities/{activity_id}", response_model=ActivityPublic)
+async def get_activity(activity_id: str, session: SessionDep, viewer: OptionalPrincipal, response: Response):
     """Read one activity."""
-    act = await session.get(Activity, activity_id)
-    if act is None:
-        raise NotFound(f"no activity with id {activity_id}")
-    return act
+    act = await service.get_activity(session=session, activity_id=activity_id, viewer=viewer)
+    response.headers["ETag"] = f'"{act.version}"'
+    return await present_activity(session, act, viewer)
+
+
+@router.post("/activities/{activity_id}/transitions", response_model=ActivityPublic)
+async def transition_activity(
+    activity_id: str, body: TransitionRequest, session: SessionDep, runtime: RuntimeDep, actor: Organising,
+    response: Response, if_match: Annotated[str | None, Header()] = None,
+):
+    """Move an activity along its lifecycle (409 names the allowed transitions); cancelling tells every registrant."""
+    act = await service.transition_activity(
+        session=session, stager=runtime.stager, activity_id=activity_id, target=body.status, actor=actor,
+        reason=body.reason, if_match=if_match_version(if_match))
+    response.headers["ETag"] = f'"{act.version}"'
+    return await present_activity(session, act, actor)
+
+
+@router.put("/activities/{activity_id}/capacity", response_model=ActivityPublic)
+async def change_activity_capacity(activity_id: str, body: CapacityChange, session: SessionDep, runtime: RuntimeDep,
+                                   actor: Organising, clock: ClockDep):
+    """Change the activity's capacity; added seats are offered to the waitlist."""
+    await service.change_capacity(session=session, stager=runtime.stager, activity_id=activity_id, session_id=None,
+                                  capacity=body.capacity, actor=actor, now=clock.now(),
+                                  ttl_seconds=offer_ttl(runtime))
+    return await present_activity(session, await session.get(Activity, activity_id), actor)
+
+
+@router.get("/calendar.ics", tags=["calendar"])
+async def calendar_feed(session: SessionDep, request: Request, clock: ClockDep):
+    """An iCalendar feed of every published activity (cancelled ones marked CANCELLED)."""
+    acts = await service.list_activities(session=session, viewer=None, limit=500)
+    body = ical.to_ics(acts, name="上海产教融合活动 / CJRH activities", base_url=str(request.base_url).rstrip("/"),
+                       stamp=clock.now())
+    return Response(body, media_type="text/calendar; charset=utf-8")
+
+
+@router.get("/activities/{activity_id}/calendar.ics", tags=["calendar"])
+async def activity_calendar(activity_id: str, session: SessionDep, viewer: OptionalPrincipal, request: Request,
+                            clock: ClockDep):
+    """One activity as an iCalendar file."""
+    act = await service.get_activity(session=session, activity_id=activity_id, viewer=viewer)
+    body = ical.to_ics([act], name=act.title_zh, base_url=str(request.base_url).rstrip("/"), stamp=clock.now())
+    return Response(body, media_type="text/calendar; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{act.id}.ics"'})
+
+
+# ---------------------------------------------------------------------------------------------- sessions
+
+
+@router.post("/activities/{activity_id}/sessions", status_code=status.HTTP_201_CREATED, response_model=SessionPublic)
+async def add_session(activity_id: str, body: SessionCreate, session: SessionDep, actor: Organising):
+    """Add a session with its own capacity."""
+    return await service.add_session(session=session, activity_id=activity_id, data=body, actor=actor)
+
+
+@router.get("/activities/{activity_id}/sessions", response_model=Page[SessionPublic])
+async def list_sessions(activity_id: str, session: SessionDep, viewer: OptionalPrincipal):
+    """An activity's sessions with seat counts."""
+    await service.get_activity(session=session, activity_id=activity_id, viewer=viewer)
+    rows = await service.list_sessions(session=session, activity_id=activity_id)
+    items = []
+    for s, confirmed, waitlisted in rows:
+        out = SessionPublic.model_validate(s)
+        out.confirmed, out.waitlisted = confirmed, waitlisted
+        items.append(out)
+    return Page[SessionPublic](items=items)
+
+
+@router.put("/activities/{activity_id}/sessions/{session_id}/capacity", response_model=SessionPublic)
+async def change_session_capacity(activity_id: str, session_id: str, body: CapacityChange, session: SessionDep,
+                                  runtime: RuntimeDep, actor: Organising, clock: ClockDep):
+    """Change a session's capacity; added seats are offered to its waitlist."""
+    await service.change_capacity(session=session, stager=runtime.stager, activity_id=activity_id,
+                                  session_id=session_id, capacity=body.capacity, actor=actor, now=clock.now(),
+                                  ttl_seconds=offer_ttl(runtime))
+    return await session.get(ActivitySession, session_id)
+
+
+# ---------------------------------------------------------------------------------------------- registrations
+
+
+@router.post("/activities/{activity_id}/registrations", response_model=RegistrationPublic,
+             status_code=status.HTTP_201_CREATED, tags=["registrations"])
+async def register(activity_id: str, body: RegistrationCreate, session: SessionDep, runtime: RuntimeDep,
+                   actor: CurrentPrincipal, response: Response, clock: ClockDep):
+    """Register yourself or your institution: a seat or a waitlist place; repeating it returns the same one (200)."""
+    reg, created = await service.register(session=session, stager=runtime.stager, activity_id=activity_id, data=body,
+                                          actor=actor, now=clock.now())
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/registrations/{reg.id}"
+    return await present_registration(session, reg, actor)
+
+
+@router.get("/activities/{activity_id}/registrations", response_model=Page[RegistrationPublic],
+            tags=["registrations"])
+async def list_registrations(activity_id: str, session: SessionDep, actor: Organising,
+                             status_: Annotated[str | None, Query(alias="status")] = None):
+    """Every registration of an activity, in queue order (organisers and the office)."""
+    regs = await service.list_registrations(session=session, activity_id=activity_id, actor=actor, status=status_)
+    seen = await service.checked_in_ids(session=session, registration_ids=[r.id for r in regs])
+    return Page[RegistrationPublic](items=[await present_registration(session, r, actor, r.id in seen) for r in regs])
+
+
+@router.get("/activities/{activity_id}/participants", response_model=Page[ParticipantPublic],
+            tags=["registrations"])
+async def public_participants(activity_id: str, session: SessionDep):
+    """The public participant list: confirmed registrants who consented, with their institution."""
+    rows = await service.public_participants(session=session, activity_id=activity_id)
+    return Page[ParticipantPublic](items=[ParticipantPublic(display_name=r.display_name,
+                                                            participant_kind=r.participant_kind,
+                                                            institution_name=name) for r, name in rows])
+
+
+@router.get("/me/registrations", response_model=Page[RegistrationPublic], tags=["registrations"])
+async def my_registrations(session: SessionDep, actor: CurrentPrincipal):
+    """The caller's registrations, with queue positions and check-in tokens."""
+    regs = await service.my_registrations(session=session, actor=actor)
+    return Page[RegistrationPublic](items=[await present_registration(session, r, actor) for r in regs])
+
+
+@router.get("/registrations/{registration_id}", response_model=RegistrationPublic, tags=["registrations"])
+async def get_registration(registration_id: str, session: SessionDep, actor: CurrentPrincipal):
+    """One registration with its queue position (registrant and organisers)."""
+    reg = await service.get_registration(session=session, registration_id=registration_id, actor=actor)
+    return await present_registration(session, reg, actor)
+
+
+@router.post("/registrations/{registration_id}/withdraw", response_model=RegistrationPublic, tags=["registrations"])
+async def withdraw(registration_id: str, session: SessionDep, runtime: RuntimeDep, actor: CurrentPrincipal,
+                   clock: ClockDep):
+    """Withdraw (or decline an offer); the seat is offered to the next on the waitlist."""
+    reg = await service.withdraw(session=session, stager=runtime.stager, registration_id=registration_id,
+                                 actor=actor, now=clock.now(), ttl_seconds=offer_ttl(runtime))
+    return await present_registration(session, reg, actor)
+
+
+@router.post("/registrations/{registration_id}/accept", response_model=RegistrationPublic, tags=["registrations"])
+async def accept_offer(registration_id: str, session: SessionDep, runtime: RuntimeDep, actor: CurrentPrincipal,
+                       clock: ClockDep):
+    """Accept a waitlist offer before it lapses."""
+    reg = await service.accept_offer(session=session, stager=runtime.stager, registration_id=registration_id,
+                                     actor=actor, now=clock.now(), ttl_seconds=offer_ttl(runtime))
+    return await present_registration(session, reg, actor)
+
+
+@router.put("/registrations/{registration_id}/consent", response_model=RegistrationPublic, tags=["registrations"])
+async def set_consent(registration_id: str, body: ConsentChange, session: SessionDep, actor: CurrentPrincipal):
+    """Give or withdraw consent to appear on the public participant list."""
+    reg = await service.set_consent(session=session, registration_id=registration_id, actor=actor,
+                                    consent=body.public_consent)
+    return await present_registration(session, reg, actor)
+
+
+# ---------------------------------------------------------------------------------------------- check-in
+
+
+@router.post("/activities/{activity_id}/checkin-lists", status_code=status.HTTP_201_CREATED,
+             response_model=CheckinListPublic, tags=["check-in"])
+async def add_checkin_list(activity_id: str, body: CheckinListCreate, session: SessionDep, actor: Organising):
+    """Add a check-in list (entrance, a session's room)."""
+    return await service.add_checkin_list(session=session, activity_id=activity_id, data=body, actor=actor)
+
+
+@router.get("/activities/{activity_id}/checkin-lists", response_model=Page[CheckinListPublic], tags=["check-in"])
+async def list_checkin_lists(activity_id: str, session: SessionDep, actor: Organising):
+    """An activity's check-in lists."""
+    return Page[CheckinListPublic](items=await service.list_checkin_lists(
+        session=session, activity_id=activity_id, actor=actor))
+
+
+@router.post("/checkin-lists/{list_id}/checkins", response_model=CheckinResult, tags=["check-in"])
+async def check_in(list_id: str, body: CheckinRequest, session: SessionDep, runtime: RuntimeDep, actor: Organising,
+                   clock: ClockDep):
+    """Scan a registrant's token on a list; a second scan answers `already: true`."""
+    reg, ck, already = await service.check_in(session=session, stager=runtime.stager, list_id=list_id,
+                                              token=body.token, actor=actor, now=clock.now())
+    return CheckinResult(registration_id=reg.id, display_name=reg.display_name, list_id=list_id, already=already,
+                         checked_in_at=ck.checked_in_at)
+
+
+@router.get("/activities/{activity_id}/attendance", response_model=Attendance, tags=["check-in"])
+async def attendance(activity_id: str, session: SessionDep, actor: Organising):
+    """Confirmed, waitlisted and checked-in figures, overall and per list."""
+    return await service.attendance(session=session, activity_id=activity_id, actor=actor)

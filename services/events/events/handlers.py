@@ -1,25 +1,43 @@
-"""What the events service does with each consumed event."""
+"""What the events service does with each consumed event: keep its registry projections current."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.consumer import PoisonMessage
 from common.events import CloudEvent
-from events.contracts import RegistryInstitution
-from events.models import Organiser
+from events.contracts import RegistryAlliance, RegistryInstitution
+from events.models import Alliance, Organiser
+
+
+def _parse(model: type[BaseModel], event: CloudEvent, what: str):
+    try:
+        return model.model_validate(event.data)
+    except ValidationError as exc:
+        raise PoisonMessage(f"{what} payload invalid: {exc.errors()[:3]}") from exc
 
 
 async def project_institution(session: AsyncSession, event: CloudEvent) -> None:
-    """Keep the organiser projection current; an older version never overwrites a newer one."""
-    try:
-        data = RegistryInstitution.model_validate(event.data)
-    except ValidationError as exc:
-        raise PoisonMessage(f"registry institution payload invalid: {exc.errors()[:3]}") from exc
+    """Upsert an institution (registered, updated, status changed, merged); an older version never wins."""
+    data = _parse(RegistryInstitution, event, "registry institution")
     row = await session.get(Organiser, data.id)
     if row is None:
         session.add(Organiser(**data.model_dump()))
     elif data.version >= row.version:
         for k, v in data.model_dump().items():
+            setattr(row, k, v)
+
+
+async def project_alliance(session: AsyncSession, event: CloudEvent) -> None:
+    """Upsert an alliance's membership (formed, updated, member joined/left, dissolved); an older version never wins."""
+    data = _parse(RegistryAlliance, event, "registry alliance")
+    members = sorted({m.institution_id for m in data.members} | (
+        {data.lead_institution_id} if data.lead_institution_id else set()))
+    fields = {"name_zh": data.name_zh, "status": data.status, "member_ids": members, "version": data.version}
+    row = await session.get(Alliance, data.id)
+    if row is None:
+        session.add(Alliance(id=data.id, **fields))
+    elif data.version >= row.version:
+        for k, v in fields.items():
             setattr(row, k, v)

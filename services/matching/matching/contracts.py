@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from common.events import EventContract
 
 REGISTRY_INSTITUTION_TOPIC = "registry.institution.v1"
-INSTITUTION_EVENT_NAMES = ("registry.institution.registered",)
+REGISTRY_CERTIFICATION_TOPIC = "registry.certification.v1"
+MUNICIPAL_TALENT_DEMAND_TOPIC = "municipal.talent-demand.v1"
+OPPORTUNITY_TOPIC = "matching.opportunity.v1"
+MATCH_TOPIC = "matching.match.v1"
+PLACEMENT_TOPIC = "matching.placement.v1"
 
-PUBLISHED_TOPICS: list[str] = ["matching.opportunity.v1"]
+INSTITUTION_EVENT_NAMES = (
+    "registry.institution.registered", "registry.institution.updated", "registry.institution.status_changed",
+    "registry.institution.merged",
+)
+CERTIFICATION_EVENT_NAMES = tuple(f"registry.certification.{n}" for n in (
+    "applied", "reviewed", "certified", "announced", "objection_raised", "evaluated", "rectification_required",
+    "withdrawn", "revoked",
+))
+TALENT_DEMAND_EVENT_NAMES = ("municipal.talent_demand.posted",)
 
+PUBLISHED_TOPICS: list[str] = [OPPORTUNITY_TOPIC, MATCH_TOPIC, PLACEMENT_TOPIC]
+
+
+# ---- consumed (consumer-side readings of other producers' payloads) ----
 
 class RegistryInstitution(BaseModel):
     """What matching reads from a registry.institution.v1 payload (extra fields are ignored)."""
@@ -16,9 +36,144 @@ class RegistryInstitution(BaseModel):
     id: str
     kind: str
     name_zh: str
+    uscc: str | None = None
     district: str
     industries: list[str] = []
     keywords: list[str] = []
     status: str
     successor_id: str | None = None
     version: int
+
+
+class RegistryCertification(BaseModel):
+    """What matching reads from a registry.certification.v1 payload."""
+
+    id: str
+    institution_id: str
+    status: str
+    is_certified: bool
+    year: int | None = None
+    version: int
+
+
+class MunicipalTalentDemand(BaseModel):
+    """A position posted on the city's human-resources platform (inbound, strict: anything odd is dead-lettered)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    external_id: str = Field(min_length=1, max_length=100)
+    employer_uscc: str = Field(min_length=18, max_length=18)
+    employer_name: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=200)
+    skills: list[str] = Field(default_factory=list, max_length=50)
+    industry: str = Field(min_length=1, max_length=60)
+    district: str
+    headcount: int = Field(ge=1, le=100000)
+    deadline: datetime
+
+    @field_validator("deadline")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("deadline needs a time zone")
+        return v
+
+
+# ---- published ----
+
+class OpportunityPayload(BaseModel):
+    """Public state of an opportunity or offer (no contact details)."""
+
+    id: str
+    kind: str
+    direction: str
+    title_zh: str
+    institution_id: str | None
+    employer_name: str | None = None
+    industries: list[str]
+    district: str | None
+    capacity: int
+    deadline: datetime | None
+    status: str
+    source: str
+    external_id: str | None = None
+    version: int
+
+
+class MatchPayload(BaseModel):
+    """Public state of a match between two institutions about an opportunity."""
+
+    id: str
+    opportunity_id: str
+    opportunity_title: str
+    offer_id: str | None = None
+    from_institution_id: str
+    to_institution_id: str
+    status: str
+    seats: int
+    expires_at: datetime | None
+    outcomes: dict[str, int] | None
+    version: int
+
+
+class PlacementPayload(BaseModel):
+    """One participant's result in a placement round (`reason` explains an unplaced participant)."""
+
+    round_id: str
+    round_name: str
+    participant_id: str
+    position_id: str | None
+    position_title: str | None
+    host_institution_id: str | None
+    status: str  # assigned | unplaced
+    reason: str | None
+    version: int
+
+
+class PlacementRoundPayload(BaseModel):
+    """A placement round whose results were published, with the lottery seed anyone can re-draw."""
+
+    round_id: str
+    round_name: str
+    kind: str
+    seed: int
+    placed: int
+    unplaced: int
+    status: str
+    version: int
+
+
+def _c(topic: str, name: str, payload: type[BaseModel], description: str) -> EventContract:
+    return EventContract(topic, name, payload, description)
+
+
+OpportunityOpened = _c(OPPORTUNITY_TOPIC, "matching.opportunity.opened", OpportunityPayload, "An opportunity opened.")
+OpportunityUpdated = _c(OPPORTUNITY_TOPIC, "matching.opportunity.updated", OpportunityPayload,
+                        "An open opportunity changed (edited, reopened, or moved to a merged institution's successor).")
+OpportunityMatched = _c(OPPORTUNITY_TOPIC, "matching.opportunity.matched", OpportunityPayload,
+                        "Accepted matches took all of an opportunity's capacity.")
+OpportunityClosed = _c(OPPORTUNITY_TOPIC, "matching.opportunity.closed", OpportunityPayload, "An opportunity closed.")
+OpportunityExpired = _c(OPPORTUNITY_TOPIC, "matching.opportunity.expired", OpportunityPayload,
+                        "An opportunity's deadline passed while it was open.")
+
+MATCH_EVENTS: dict[str, EventContract] = {
+    status: _c(MATCH_TOPIC, f"matching.match.{name}", MatchPayload, description)
+    for status, name, description in (
+        ("proposed", "proposed", "An institution expressed interest in a collaboration."),
+        ("accepted", "accepted", "The other side accepted: both sides agree to collaborate."),
+        ("declined", "declined", "The other side declined."),
+        ("expired", "expired", "A proposal was not answered in time."),
+        ("withdrawn", "cancelled", "The proposer withdrew a pending proposal (status withdrawn)."),
+        ("agreed", "agreed", "A collaboration agreement was recorded."),
+        ("in_progress", "started", "The collaboration started."),
+        ("completed", "completed", "The collaboration completed, with its outcomes."),
+        ("cancelled", "cancelled", "The collaboration was cancelled."),
+    )
+}
+
+PlacementAssigned = _c(PLACEMENT_TOPIC, "matching.placement.assigned", PlacementPayload,
+                       "A participant was placed in a position.")
+PlacementUnplaced = _c(PLACEMENT_TOPIC, "matching.placement.unplaced", PlacementPayload,
+                       "A participant could not be placed; `reason` says why.")
+PlacementRoundPublished = _c(PLACEMENT_TOPIC, "matching.placement.round_published", PlacementRoundPayload,
+                             "A placement round's results were published.")

@@ -10,10 +10,49 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 class Settings(ServiceSettings):
-    """Notify settings; e.g. NOTIFY_DATABASE_URL, NOTIFY_PORT, and the shared KAFKA_BOOTSTRAP_SERVERS."""
+    """Notify settings; e.g. NOTIFY_DATABASE_URL, NOTIFY_SMTP_HOST, and the shared KAFKA_BOOTSTRAP_SERVERS."""
 
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore", populate_by_name=True)
 
     service_name: str = "notify"
     port: int = 8004
     database_url: str = "sqlite+aiosqlite:///./.local/db/notify.db"
+
+    # the background dispatcher (planning notifications into inbox rows and deliveries, then sending them)
+    run_dispatcher: bool = True
+    dispatch_interval_seconds: float = 0.5
+    dispatch_batch_size: int = 200
+    dispatch_concurrency: int = 16
+    plan_batch_size: int = 100
+    max_attempts: int = 6
+    retry_base_seconds: float = 5.0
+    retry_cap_seconds: float = 3600.0
+    send_lease_seconds: float = 120.0
+    send_timeout_seconds: float = 10.0
+
+    # quiet hours (Asia/Shanghai local time) for non-critical email and SMS, unless a recipient sets their own
+    quiet_start: str = "22:00"
+    quiet_end: str = "08:00"
+    digest_window_seconds: float = 3600.0
+
+    # email over SMTP
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "上海市产教融合平台 <noreply@platform.cjrh.sh.cn>"
+    message_id_domain: str = "notify.platform.cjrh.sh.cn"
+
+    # SMS through an HTTP provider adapter (sender signature and template codes per category, as Chinese rules need)
+    sms_url: str | None = None
+    sms_api_key: str = "dev-sms-key"
+    sms_sign_name: str = "上海产教融合"
+    sms_template_codes: dict[str, str] = {
+        "cancellation": "SMS_CJRH_0001", "offer": "SMS_CJRH_0002", "registration": "SMS_CJRH_0003",
+        "match": "SMS_CJRH_0004", "certification": "SMS_CJRH_0005", "placement": "SMS_CJRH_0006",
+        "competition": "SMS_CJRH_0007", "progress": "SMS_CJRH_0008", "registry": "SMS_CJRH_0009",
+    }
+
+    # webhooks
+    webhook_user_agent: str = "cjrh-notify-webhooks/1"

@@ -1,27 +1,43 @@
-"""HTTP routes of the registry: parse, call a use case, shape the response."""
+"""HTTP routes for institutions: parse, call a use case, shape the response."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from common.auth import OptionalPrincipal, Principal, Role, require_roles
+from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, require_roles
+from common.errors import Forbidden, Unprocessable
 from common.service import RuntimeDep, SessionDep
-from registry import service
+from registry import service, transfer
+from registry.domain import PERSONAL_FIELDS, District, Industry, InstitutionKind, InstitutionStatus, etag
 from registry.models import Institution
-from registry.schemas import InstitutionCreate, InstitutionPublic, Page
+from registry.schemas import (
+    ImportReport, InstitutionCreate, InstitutionPublic, InstitutionUpdate, MergeRequest, Page, RevisionPublic,
+    StatusChange,
+)
 
 router = APIRouter(prefix="/institutions", tags=["institutions"])
 
 RegistryWriter = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN, Role.INTEGRATION))]
+Office = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN))]
+Editor = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN, Role.INSTITUTION_ADMIN, Role.INTEGRATION))]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="the ETag of the version you edited")]
 
 
-def present(inst: Institution, viewer: Principal | None) -> InstitutionPublic:
-    """Shape an institution for a viewer: contact details only for the office and the institution's own admins."""
+def may_see_personal(viewer: Principal | None, institution_id: str) -> bool:
+    """The office and the institution's own administrators see its contact person; nobody else does."""
+    return viewer is not None and (viewer.is_office or (
+        viewer.institution_id == institution_id and viewer.has(Role.INSTITUTION_ADMIN)))
+
+
+def present(inst: Institution | dict[str, Any], viewer: Principal | None) -> InstitutionPublic:
+    """Shape an institution (a row or an as-of snapshot) for a viewer, hiding personal data from others."""
     out = InstitutionPublic.model_validate(inst)
-    if viewer is None or not (viewer.is_office or viewer.institution_id == inst.id):
-        out.contact_name = out.contact_phone = out.contact_email = None
+    if not may_see_personal(viewer, out.id):
+        for f in PERSONAL_FIELDS:
+            setattr(out, f, None)
     return out
 
 
@@ -29,32 +45,133 @@ def present(inst: Institution, viewer: Principal | None) -> InstitutionPublic:
 async def register_institution(
     body: InstitutionCreate, session: SessionDep, runtime: RuntimeDep, actor: RegistryWriter, response: Response,
 ) -> InstitutionPublic:
-    """Register an institution (office administrators and integrations)."""
+    """Register an institution (office administrators and integrations); duplicates by USCC or school code get 409."""
     inst = await service.register_institution(session=session, stager=runtime.stager, data=body, actor=actor)
     response.headers["Location"] = f"/institutions/{inst.id}"
-    response.headers["ETag"] = f'"{inst.version}"'
+    response.headers["ETag"] = etag(inst.version)
     return present(inst, actor)
-
-
-@router.get("/{institution_id}", response_model=InstitutionPublic)
-async def get_institution(
-    institution_id: str, session: SessionDep, viewer: OptionalPrincipal, response: Response,
-) -> InstitutionPublic:
-    """Read one institution; public fields for everyone."""
-    inst = await service.get_institution(session=session, institution_id=institution_id)
-    response.headers["ETag"] = f'"{inst.version}"'
-    return present(inst, viewer)
 
 
 @router.get("", response_model=Page[InstitutionPublic])
 async def list_institutions(
     session: SessionDep, viewer: OptionalPrincipal,
-    kind: str | None = None, district: str | None = None,
-    q: Annotated[str | None, Query(max_length=100, description="substring of the Chinese name")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None,
+    kind: InstitutionKind | None = None, district: District | None = None, industry: Industry | None = None,
+    status_: Annotated[InstitutionStatus | None, Query(alias="status")] = None,
+    certification_status: Annotated[str | None, Query(max_length=20)] = None,
+    q: Annotated[str | None, Query(max_length=100, description="substring of the Chinese (or English) name")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Page[InstitutionPublic]:
-    """Search institutions by kind, district and name; cursor pagination in a stable order."""
+    """Search institutions by kind, district, industry, status, certification and name; stable cursor pages."""
     items, nxt = await service.list_institutions(
-        session=session, kind=kind, district=district, q=q, limit=limit, cursor=cursor,
+        session=session, kind=kind, district=district, industry=industry, status=status_,
+        certification_status=certification_status, q=q, limit=limit, cursor=cursor,
     )
     return Page[InstitutionPublic](items=[present(i, viewer) for i in items], next_cursor=nxt)
+
+
+@router.get("/export", response_class=Response, responses={200: {"content": {
+    "text/csv": {}, transfer.XLSX_TYPE: {}}}})
+async def export_institutions(
+    session: SessionDep, viewer: OptionalPrincipal,
+    format: Literal["csv", "xlsx"] = "csv",
+    kind: InstitutionKind | None = None, district: District | None = None, industry: Industry | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    """Export the (filtered) institutions as CSV or XLSX; contact columns only for the office."""
+    body, media = await transfer.export_institutions(
+        session=session, fmt=format, include_personal=viewer is not None and viewer.is_office,
+        kind=kind, district=district, industry=industry, q=q,
+    )
+    return Response(body, media_type=media, headers={
+        "Content-Disposition": f'attachment; filename="institutions.{format}"'})
+
+
+@router.post("/import", response_model=ImportReport)
+async def import_institutions(
+    request: Request, session: SessionDep, runtime: RuntimeDep, actor: RegistryWriter,
+    atomic: Annotated[bool, Query(description="apply nothing if any row is invalid")] = False,
+    format: Annotated[Literal["csv", "xlsx"] | None, Query(description="default: from Content-Type")] = None,
+) -> ImportReport:
+    """Import a CSV or XLSX sheet (raw request body) with a per-row report; `atomic=true` applies all or none."""
+    fmt = format or transfer.format_from_content_type(request.headers.get("content-type", ""))
+    report = await transfer.import_institutions(
+        session=session, stager=runtime.stager, raw=await request.body(), fmt=fmt, atomic=atomic,
+        actor=service.actor_label(actor),
+    )
+    if not report.applied:
+        raise Unprocessable(
+            f"{report.rejected} of {report.total} rows are invalid and atomic=true: nothing was applied",
+            report=report.model_dump(mode="json"),
+        )
+    return report
+
+
+@router.get("/{institution_id}", response_model=InstitutionPublic)
+async def get_institution(
+    institution_id: str, session: SessionDep, viewer: OptionalPrincipal, response: Response,
+    as_of: Annotated[datetime | None, Query(description="read the record as it was at this time (ISO 8601)")] = None,
+) -> InstitutionPublic:
+    """Read one institution (public fields for everyone), optionally as it was at a past time."""
+    if as_of is not None:
+        when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+        snap = await service.institution_as_of(session=session, institution_id=institution_id, at=when)
+        response.headers["ETag"] = etag(snap["version"])
+        return present(snap, viewer)
+    inst = await service.get_institution(session=session, institution_id=institution_id)
+    response.headers["ETag"] = etag(inst.version)
+    return present(inst, viewer)
+
+
+@router.patch("/{institution_id}", response_model=InstitutionPublic)
+async def update_institution(
+    institution_id: str, body: InstitutionUpdate, session: SessionDep, runtime: RuntimeDep, actor: Editor,
+    response: Response, if_match: IfMatch = None,
+) -> InstitutionPublic:
+    """Edit an institution (the office, or its own administrator); needs If-Match, a stale one gets 412."""
+    inst = await service.update_institution(
+        session=session, stager=runtime.stager, institution_id=institution_id, data=body, if_match=if_match,
+        actor=actor,
+    )
+    response.headers["ETag"] = etag(inst.version)
+    return present(inst, actor)
+
+
+@router.get("/{institution_id}/history", response_model=list[RevisionPublic])
+async def institution_history(
+    institution_id: str, session: SessionDep, viewer: CurrentPrincipal,
+) -> list[RevisionPublic]:
+    """Every version of an institution: who, when, what changed (the office and the institution's own admins)."""
+    if not viewer.acts_for(institution_id):
+        raise Forbidden("the change history is visible to the office and the institution's own administrators")
+    revisions = await service.list_revisions(session=session, institution_id=institution_id)
+    return [RevisionPublic.model_validate(r) for r in revisions]
+
+
+@router.post("/{institution_id}/status", response_model=InstitutionPublic)
+async def change_status(
+    institution_id: str, body: StatusChange, session: SessionDep, runtime: RuntimeDep, actor: Office,
+    response: Response, if_match: IfMatch = None,
+) -> InstitutionPublic:
+    """Set an institution active, inactive or withdrawn (office only)."""
+    inst = await service.change_status(
+        session=session, stager=runtime.stager, institution_id=institution_id, status=body.status,
+        reason=body.reason, if_match=if_match, actor=actor,
+    )
+    response.headers["ETag"] = etag(inst.version)
+    return present(inst, actor)
+
+
+@router.post("/{institution_id}/merge", response_model=InstitutionPublic)
+async def merge_institution(
+    institution_id: str, body: MergeRequest, session: SessionDep, runtime: RuntimeDep, actor: Office,
+    response: Response, if_match: IfMatch = None,
+) -> InstitutionPublic:
+    """Withdraw this duplicate into `successor_id` (office only); the merged event names the successor."""
+    if body.successor_id == institution_id:
+        raise Unprocessable("an institution cannot be merged into itself")
+    inst = await service.merge_institutions(
+        session=session, stager=runtime.stager, institution_id=institution_id, successor_id=body.successor_id,
+        reason=body.reason, if_match=if_match, actor=actor,
+    )
+    response.headers["ETag"] = etag(inst.version)
+    return present(inst, actor)

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import JSON, Column, Field, SQLModel
 
 from common.db import UTCDateTime, add_platform_tables, new_registry, utcnow
 
 mapper_registry = new_registry()
 metadata = mapper_registry.metadata
+
+# JSON everywhere, JSONB on PostgreSQL so that containment (@>) can use GIN indexes for industry and name search.
+JSONList = JSON().with_variant(JSONB(), "postgresql")
+
+
+def new_id() -> str:
+    """A fresh random identifier."""
+    return str(uuid.uuid4())
 
 
 class Table(SQLModel, registry=mapper_registry):
@@ -21,23 +32,136 @@ class Institution(Table, table=True):
     """A participating institution: school, enterprise, association, institute, park or agency."""
 
     __tablename__ = "institutions"
+    __table_args__ = (Index("ix_institutions_name_zh_id", "name_zh", "id"),)
 
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     kind: str = Field(max_length=40, index=True)
-    name_zh: str = Field(max_length=200, index=True)
+    name_zh: str = Field(max_length=200)
     name_en: str | None = Field(default=None, max_length=300)
     uscc: str | None = Field(default=None, max_length=18, unique=True)
     school_code: str | None = Field(default=None, max_length=10, unique=True)
     district: str = Field(max_length=30, index=True)
     address: str | None = Field(default=None, max_length=300)
-    industries: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    industries: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
     website: str | None = Field(default=None, max_length=300)
     contact_name: str | None = Field(default=None, max_length=100)
     contact_phone: str | None = Field(default=None, max_length=40)
     contact_email: str | None = Field(default=None, max_length=200)
     status: str = Field(default="active", max_length=20, index=True)
     successor_id: str | None = Field(default=None, max_length=36)
+    certification_status: str | None = Field(default=None, max_length=20, index=True)
+    name_grams: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InstitutionRevision(Table, table=True):
+    """One version of an institution: who changed what, when, and the full state after the change (for as-of reads)."""
+
+    __tablename__ = "institution_revisions"
+    __table_args__ = (UniqueConstraint("institution_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    institution_id: str = Field(max_length=36, index=True)
+    version: int
+    change: str = Field(max_length=40)
+    actor: str = Field(max_length=200)
+    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    changes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    snapshot: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class CertificationBatch(Table, table=True):
+    """A yearly certification batch the office opens (e.g. "2026 第一批")."""
+
+    __tablename__ = "certification_batches"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    name: str = Field(max_length=100)
+    year: int = Field(index=True)
+    objection_window_days: int = Field(default=5)
+    status: str = Field(default="open", max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Certification(Table, table=True):
+    """An enterprise's certified-enterprise file: one per enterprise, moved through the lifecycle in domain.py."""
+
+    __tablename__ = "certifications"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    institution_id: str = Field(max_length=36, unique=True)
+    enterprise_name: str = Field(max_length=200)
+    batch_id: str | None = Field(default=None, max_length=36, index=True)
+    status: str = Field(default="pooled", max_length=20, index=True)
+    evaluation_result: str | None = Field(default=None, max_length=20)
+    certified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    announced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    objection_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TrainingBase(Table, table=True):
+    """A base (employment / teaching / practice) hosted by one or more institutions."""
+
+    __tablename__ = "bases"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    name_zh: str = Field(max_length=200)
+    base_type: str = Field(max_length=20, index=True)
+    category: str = Field(max_length=40, index=True)
+    host_institution_ids: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
+    capacity: int = Field(default=0)
+    industries: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
+    district: str | None = Field(default=None, max_length=30)
+    address: str | None = Field(default=None, max_length=300)
+    status: str = Field(default="active", max_length=20)
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Alliance(Table, table=True):
+    """An alliance, community, vocational education group or consortium with a lead institution."""
+
+    __tablename__ = "alliances"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    name_zh: str = Field(max_length=200)
+    kind: str = Field(max_length=40)
+    lead_institution_id: str = Field(max_length=36, index=True)
+    industries: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
+    members: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="active", max_length=20)
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Mentor(Table, table=True):
+    """A person in the faculty pool; listed publicly only once their consent is recorded."""
+
+    __tablename__ = "mentors"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    institution_id: str = Field(max_length=36, index=True)
+    title: str = Field(max_length=40)
+    name: str = Field(max_length=100)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=200)
+    id_number: str | None = Field(default=None, max_length=30)
+    industries: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
+    expertise: str | None = Field(default=None, max_length=500)
+    status: str = Field(default="pending_consent", max_length=20, index=True)
+    consent_given_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    consent_method: str | None = Field(default=None, max_length=100)
+    consent_recorded_by: str | None = Field(default=None, max_length=200)
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

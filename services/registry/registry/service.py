@@ -1,18 +1,42 @@
-"""Use cases of the registry: keyword-only, each writes its rows and their events in one transaction."""
+"""Institution use cases: keyword-only, each writes its rows, its history and its events in one transaction."""
 
 from __future__ import annotations
 
 import base64
+import binascii
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.errors import Conflict, NotFound
+from common.db import utcnow
+from common.errors import Conflict, Forbidden, NotFound, Unprocessable
+from common.events import EventContract
 from common.outbox import EventStager
-from registry.contracts import InstitutionPayload, InstitutionRegistered
-from registry.models import Institution
-from registry.schemas import InstitutionCreate
+from registry.contracts import (
+    ContactPayload, ContactUpdated, InstitutionMerged, InstitutionPayload, InstitutionRegistered,
+    InstitutionStatusChanged, InstitutionUpdated,
+)
+from registry.domain import (
+    PERSONAL_FIELDS, InstitutionStatus, check_if_match, diff, name_grams, query_grams, redact_changes,
+)
+from registry.models import Institution, InstitutionRevision
+from registry.schemas import InstitutionCreate, InstitutionUpdate
+
+SNAPSHOT_FIELDS = (
+    "kind", "name_zh", "name_en", "uscc", "school_code", "district", "address", "industries", "keywords", "website",
+    "contact_name", "contact_phone", "contact_email", "status", "successor_id", "certification_status",
+)
+
+
+def actor_label(actor: Principal | str) -> str:
+    """How an actor is written into the change history."""
+    if isinstance(actor, str):
+        return actor
+    return f"{actor.sub} ({', '.join(sorted(actor.roles)) or 'no role'})"
 
 
 def institution_payload(inst: Institution) -> InstitutionPayload:
@@ -20,37 +44,241 @@ def institution_payload(inst: Institution) -> InstitutionPayload:
     return InstitutionPayload.model_validate(inst, from_attributes=True)
 
 
-async def register_institution(
-    *, session: AsyncSession, stager: EventStager, data: InstitutionCreate, actor: Principal,
-) -> Institution:
-    """Add an institution; a duplicate USCC or school code is refused naming the existing record."""
+def snapshot(inst: Institution) -> dict[str, Any]:
+    """The recorded state of an institution (JSON-ready), kept in each revision for as-of reads."""
+    out = {f: getattr(inst, f) for f in SNAPSHOT_FIELDS}
+    out.update(id=inst.id, version=inst.version, created_at=inst.created_at.isoformat(),
+               updated_at=inst.updated_at.isoformat())
+    return out
+
+
+async def _record(
+    session: AsyncSession, inst: Institution, *, change: str, actor: str, changes: dict[str, Any],
+) -> None:
+    session.add(InstitutionRevision(
+        institution_id=inst.id, version=inst.version, change=change, actor=actor, changed_at=inst.updated_at,
+        changes=changes, snapshot=snapshot(inst),
+    ))
+
+
+async def _stage(session: AsyncSession, stager: EventStager, contract: EventContract, inst: Institution) -> None:
+    await stager.stage(session, contract, key=inst.id, payload=institution_payload(inst))
+
+
+async def _stage_contact(session: AsyncSession, stager: EventStager, inst: Institution) -> None:
+    await stager.stage(session, ContactUpdated, key=inst.id, payload=ContactPayload(
+        institution_id=inst.id, contact_name=inst.contact_name, contact_email=inst.contact_email,
+        contact_phone=inst.contact_phone, version=inst.version,
+    ))
+
+
+async def find_duplicate(
+    session: AsyncSession, *, uscc: str | None, school_code: str | None, exclude_id: str | None = None,
+) -> tuple[Institution, str] | None:
+    """The record that already holds this USCC or school code, and which field clashed."""
     clauses = []
-    if data.uscc:
-        clauses.append(Institution.uscc == data.uscc)
-    if data.school_code:
-        clauses.append(Institution.school_code == data.school_code)
-    async with session.begin():
-        if clauses:
-            existing = (await session.execute(select(Institution).where(or_(*clauses)))).scalars().first()
-            if existing is not None:
-                field = "uscc" if data.uscc and existing.uscc == data.uscc else "school_code"
-                raise Conflict(
-                    f"an institution with this {field} is already registered: {existing.name_zh} ({existing.id})",
-                    existing_id=existing.id, existing_name=existing.name_zh, field=field,
-                )
-        inst = Institution(**data.model_dump(mode="json"))
-        session.add(inst)
-        await session.flush()
-        await stager.stage(session, InstitutionRegistered, key=inst.id, payload=institution_payload(inst))
+    if uscc:
+        clauses.append(Institution.uscc == uscc)
+    if school_code:
+        clauses.append(Institution.school_code == school_code)
+    if not clauses:
+        return None
+    stmt = select(Institution).where(or_(*clauses))
+    if exclude_id:
+        stmt = stmt.where(Institution.id != exclude_id)
+    existing = (await session.execute(stmt)).scalars().first()
+    if existing is None:
+        return None
+    return existing, ("uscc" if uscc and existing.uscc == uscc else "school_code")
+
+
+def duplicate_conflict(existing: Institution, field: str) -> Conflict:
+    """The 409 that names the record already holding an identifier."""
+    return Conflict(
+        f"an institution with this {field} is already registered: {existing.name_zh} ({existing.id})",
+        existing_id=existing.id, existing_name=existing.name_zh, field=field,
+    )
+
+
+async def add_institution(
+    *, session: AsyncSession, stager: EventStager, data: InstitutionCreate, actor: str,
+) -> Institution:
+    """Add an institution inside the caller's transaction (no duplicate check-free path: it checks too)."""
+    if (dup := await find_duplicate(session, uscc=data.uscc, school_code=data.school_code)) is not None:
+        raise duplicate_conflict(*dup)
+    inst = Institution(**data.model_dump(mode="json"))
+    inst.name_grams = name_grams(inst.name_zh, inst.name_en)
+    session.add(inst)
+    await session.flush()
+    await _record(session, inst, change="registered", actor=actor,
+                  changes=redact_changes(diff({}, {f: getattr(inst, f) for f in SNAPSHOT_FIELDS})))
+    await _stage(session, stager, InstitutionRegistered, inst)
+    if any(getattr(inst, f) for f in PERSONAL_FIELDS):
+        await _stage_contact(session, stager, inst)
     return inst
 
 
-async def get_institution(*, session: AsyncSession, institution_id: str) -> Institution:
+async def register_institution(
+    *, session: AsyncSession, stager: EventStager, data: InstitutionCreate, actor: Principal | str,
+) -> Institution:
+    """Add an institution; a duplicate USCC or school code is refused naming the existing record."""
+    async with session.begin():
+        return await add_institution(session=session, stager=stager, data=data, actor=actor_label(actor))
+
+
+async def get_institution(*, session: AsyncSession, institution_id: str, for_update: bool = False) -> Institution:
     """One institution by id."""
-    inst = await session.get(Institution, institution_id)
+    if for_update:
+        stmt = select(Institution).where(Institution.id == institution_id).with_for_update()
+        inst = (await session.execute(stmt)).scalars().first()
+    else:
+        inst = await session.get(Institution, institution_id)
     if inst is None:
         raise NotFound(f"no institution with id {institution_id}")
     return inst
+
+
+def require_editor(actor: Principal, institution_id: str) -> None:
+    """Only the office, or an administrator of this very institution, may edit it (403 otherwise)."""
+    if not actor.acts_for(institution_id):
+        raise Forbidden(
+            f"you may edit only your own institution ({actor.institution_id or 'none'}), not {institution_id}",
+        )
+
+
+async def apply_changes(
+    *, session: AsyncSession, stager: EventStager, inst: Institution, values: dict[str, Any], actor: str,
+    change: str = "updated", contract: EventContract = InstitutionUpdated,
+) -> dict[str, list[Any]]:
+    """Apply field values to a loaded institution: new version, history entry, events; returns what changed."""
+    before = {f: getattr(inst, f) for f in values}
+    changes = diff(before, values)
+    if not changes:
+        return {}
+    for field, value in values.items():
+        setattr(inst, field, value)
+    inst.name_grams = name_grams(inst.name_zh, inst.name_en)
+    inst.version += 1
+    inst.updated_at = utcnow()
+    await session.flush()
+    await _record(session, inst, change=change, actor=actor, changes=redact_changes(changes))
+    public = set(changes) - set(PERSONAL_FIELDS)
+    if public:
+        await _stage(session, stager, contract, inst)
+    if set(changes) & set(PERSONAL_FIELDS):
+        await _stage_contact(session, stager, inst)
+    return changes
+
+
+async def update_institution(
+    *, session: AsyncSession, stager: EventStager, institution_id: str, data: InstitutionUpdate,
+    if_match: str | None, actor: Principal,
+) -> Institution:
+    """Edit an institution's fields under optimistic concurrency (If-Match); every change is versioned."""
+    async with session.begin():
+        inst = await get_institution(session=session, institution_id=institution_id, for_update=True)
+        require_editor(actor, inst.id)
+        check_if_match(if_match, inst.version)
+        if inst.status == InstitutionStatus.WITHDRAWN:
+            raise Conflict(f"{inst.name_zh} is withdrawn; edit its successor {inst.successor_id} instead",
+                           successor_id=inst.successor_id)
+        values = data.model_dump(mode="json", exclude_unset=True)
+        if "name_zh" in values and values["name_zh"] is None:
+            raise Unprocessable("name_zh cannot be removed")
+        if "district" in values and values["district"] is None:
+            raise Unprocessable("district cannot be removed")
+        for list_field in ("industries", "keywords"):
+            if list_field in values and values[list_field] is None:
+                values[list_field] = []
+        if inst.kind == "enterprise" and not values.get("uscc", inst.uscc):
+            raise Unprocessable("an enterprise needs its USCC")
+        if (dup := await find_duplicate(session, uscc=values.get("uscc"), school_code=values.get("school_code"),
+                                        exclude_id=inst.id)) is not None:
+            raise duplicate_conflict(*dup)
+        await apply_changes(session=session, stager=stager, inst=inst, values=values, actor=actor_label(actor))
+    return inst
+
+
+async def change_status(
+    *, session: AsyncSession, stager: EventStager, institution_id: str, status: InstitutionStatus,
+    reason: str | None, if_match: str | None, actor: Principal,
+) -> Institution:
+    """Set an institution active, inactive or withdrawn (office only; a withdrawal with a successor is a merge)."""
+    async with session.begin():
+        inst = await get_institution(session=session, institution_id=institution_id, for_update=True)
+        if if_match is not None:
+            check_if_match(if_match, inst.version)
+        if inst.status == status:
+            raise Conflict(f"{inst.name_zh} is already {status.value}")
+        if inst.status == InstitutionStatus.WITHDRAWN and inst.successor_id:
+            raise Conflict(f"{inst.name_zh} was merged into {inst.successor_id}; it cannot be reactivated",
+                           successor_id=inst.successor_id)
+        await apply_changes(session=session, stager=stager, inst=inst, values={"status": status.value},
+                            actor=actor_label(actor) + (f": {reason}" if reason else ""), change="status_changed",
+                            contract=InstitutionStatusChanged)
+    return inst
+
+
+async def merge_institutions(
+    *, session: AsyncSession, stager: EventStager, institution_id: str, successor_id: str, reason: str | None,
+    if_match: str | None, actor: Principal,
+) -> Institution:
+    """Withdraw a duplicate into its successor; records that pointed at the duplicate now point at the successor."""
+    if institution_id == successor_id:
+        raise Unprocessable("an institution cannot be merged into itself")
+    async with session.begin():
+        inst = await get_institution(session=session, institution_id=institution_id, for_update=True)
+        if if_match is not None:
+            check_if_match(if_match, inst.version)
+        successor = await get_institution(session=session, institution_id=successor_id)
+        if inst.status == InstitutionStatus.WITHDRAWN:
+            raise Conflict(f"{inst.name_zh} is already withdrawn (successor {inst.successor_id})",
+                           successor_id=inst.successor_id)
+        if successor.status == InstitutionStatus.WITHDRAWN:
+            raise Conflict(f"the successor {successor.name_zh} is itself withdrawn; merge into "
+                           f"{successor.successor_id or 'an active record'}", successor_id=successor.successor_id)
+        label = actor_label(actor) + (f": {reason}" if reason else "")
+        await apply_changes(session=session, stager=stager, inst=inst,
+                            values={"status": InstitutionStatus.WITHDRAWN.value, "successor_id": successor.id},
+                            actor=label, change="merged", contract=InstitutionMerged)
+        earlier = (await session.execute(
+            select(Institution).where(Institution.successor_id == inst.id).with_for_update()
+        )).scalars().all()
+        for old in earlier:
+            await apply_changes(session=session, stager=stager, inst=old, values={"successor_id": successor.id},
+                                actor=label, change="merged", contract=InstitutionMerged)
+    return inst
+
+
+async def set_certification_status(
+    *, session: AsyncSession, stager: EventStager, institution_id: str, certification_status: str | None, actor: str,
+) -> None:
+    """Mirror a certification step on the institution (searchable), inside the caller's transaction."""
+    inst = await get_institution(session=session, institution_id=institution_id, for_update=True)
+    await apply_changes(session=session, stager=stager, inst=inst,
+                        values={"certification_status": certification_status}, actor=actor, change="certification")
+
+
+async def institution_as_of(*, session: AsyncSession, institution_id: str, at: datetime) -> dict[str, Any]:
+    """The institution as it was at `at` (from its change history)."""
+    rev = (await session.execute(
+        select(InstitutionRevision)
+        .where(InstitutionRevision.institution_id == institution_id, InstitutionRevision.changed_at <= at)
+        .order_by(InstitutionRevision.version.desc()).limit(1)
+    )).scalars().first()
+    if rev is None:
+        await get_institution(session=session, institution_id=institution_id)
+        raise NotFound(f"institution {institution_id} did not exist yet at {at.isoformat()}")
+    return rev.snapshot
+
+
+async def list_revisions(*, session: AsyncSession, institution_id: str) -> list[InstitutionRevision]:
+    """The full change history of an institution, oldest first."""
+    await get_institution(session=session, institution_id=institution_id)
+    return list((await session.execute(
+        select(InstitutionRevision).where(InstitutionRevision.institution_id == institution_id)
+        .order_by(InstitutionRevision.version)
+    )).scalars())
 
 
 def _encode_cursor(name: str, id_: str) -> str:
@@ -58,25 +286,54 @@ def _encode_cursor(name: str, id_: str) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[str, str]:
-    name, _, id_ = base64.urlsafe_b64decode(cursor.encode()).decode().partition("\x00")
+    try:
+        name, sep, id_ = base64.urlsafe_b64decode(cursor.encode()).decode().partition("\x00")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise Unprocessable("cursor is not one this API issued") from exc
+    if not sep:
+        raise Unprocessable("cursor is not one this API issued")
     return name, id_
 
 
+def json_contains(session: AsyncSession, column, value: str):
+    """`column` (a JSON list) contains `value`: JSONB containment on PostgreSQL, json_each on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column.op("@>")(literal([value], JSONB()))
+    return text(f"EXISTS (SELECT 1 FROM json_each({column.table.name}.{column.name}) WHERE value = :v_{id(value)})"
+                ).bindparams(**{f"v_{id(value)}": value})
+
+
+def _name_filter(session: AsyncSession, q: str):
+    pattern = f"%{q.lower()}%"
+    like = or_(func.lower(Institution.name_zh).like(pattern), func.lower(Institution.name_en).like(pattern))
+    if session.get_bind().dialect.name == "postgresql":
+        grams = query_grams(q)
+        return and_(Institution.name_grams.op("@>")(literal(grams, JSONB())), like)
+    return like
+
+
 async def list_institutions(
-    *, session: AsyncSession, kind: str | None = None, district: str | None = None, q: str | None = None,
+    *, session: AsyncSession, kind: str | None = None, district: str | None = None, industry: str | None = None,
+    status: str | None = None, certification_status: str | None = None, q: str | None = None,
     limit: int = 50, cursor: str | None = None,
 ) -> tuple[list[Institution], str | None]:
-    """Filter institutions, sorted by Chinese name then id (stable), a page at a time."""
+    """Filter and search institutions, sorted by Chinese name then id (stable), a page at a time."""
     stmt = select(Institution)
     if kind:
         stmt = stmt.where(Institution.kind == kind)
     if district:
         stmt = stmt.where(Institution.district == district)
-    if q:
-        stmt = stmt.where(Institution.name_zh.contains(q, autoescape=True))
+    if status:
+        stmt = stmt.where(Institution.status == status)
+    if certification_status:
+        stmt = stmt.where(Institution.certification_status == certification_status)
+    if industry:
+        stmt = stmt.where(json_contains(session, Institution.industries, industry))
+    if q and q.strip():
+        stmt = stmt.where(_name_filter(session, q.strip()))
     if cursor:
         name, id_ = _decode_cursor(cursor)
-        stmt = stmt.where(or_(Institution.name_zh > name, (Institution.name_zh == name) & (Institution.id > id_)))
+        stmt = stmt.where(or_(Institution.name_zh > name, and_(Institution.name_zh == name, Institution.id > id_)))
     rows = (await session.execute(stmt.order_by(Institution.name_zh, Institution.id).limit(limit + 1))).scalars().all()
     nxt = _encode_cursor(rows[limit - 1].name_zh, rows[limit - 1].id) if len(rows) > limit else None
     return list(rows[:limit]), nxt
