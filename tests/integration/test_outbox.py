@@ -82,3 +82,25 @@ async def test_events_of_one_key_arrive_in_commit_order(scratch):
                                until=lambda rs: len(rs) >= 50)
     assert [CloudEvent.from_bytes(r.value).data["id"] for r in records] == made
     assert len({r.partition for r in records}) == 1, "one key, one partition"
+
+
+async def test_a_worker_process_publishes_what_an_api_process_commits_without_waiting_for_the_sweep(broker):
+    import registry.main
+    from registry.config import Settings as RegistrySettings
+    from tests.support.harness import auth, run_service
+
+    db = await fresh_database("registry")
+    async with (
+        run_service(registry.main.create_app, RegistrySettings, broker=broker, db_url=db, run_workers=False) as api,
+        run_service(registry.main.create_app, RegistrySettings, broker=broker, db_url=db, run_migrations=False,
+                    outbox_sweep_seconds=60) as worker,
+    ):
+        await asyncio.sleep(0.5)  # the worker's relay has swept once and now sleeps for a minute unless notified
+        started = time.monotonic()
+        r = await api.http.post("/institutions", headers=auth("office_admin"), json={
+            "kind": "research_institute", "name_zh": "上海期智研究院", "district": "xuhui"})
+        assert r.status_code == 201, r.text
+        await read_topic(broker.bootstrap, "registry.institution.v1",
+                         until=lambda rs: any(x.key == r.json()["id"].encode() for x in rs))
+        assert time.monotonic() - started < 5.0
+        assert worker.runtime.relay is not api.runtime.relay

@@ -128,15 +128,15 @@ async def run_service(
     **overrides: Any,
 ) -> AsyncIterator[Service]:
     """Start a service in-process against the real broker and database; stop it cleanly afterwards."""
+    defaults = {"log_json": False, "outbox_sweep_seconds": 0.2, "consumer_backoff_seconds": 0.05}
     settings = settings_cls(
-        database_url=db_url, kafka_bootstrap_servers=broker.bootstrap, log_json=False, outbox_sweep_seconds=0.2,
-        consumer_backoff_seconds=0.05, **overrides,
+        database_url=db_url, kafka_bootstrap_servers=broker.bootstrap, **{**defaults, **overrides},
     )
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60):
         runtime: Runtime = app.state.runtime
         await asyncio.wait_for(runtime.producer_ready.wait(), timeout=60)
-        for c in runtime.consumers:
+        for c in runtime.consumers if settings.run_workers else []:
             await wait_until(lambda c=c: c._consumer is not None and bool(c._consumer.assignment()), timeout=60,
                              what=f"consumer {c.group_id} assigned")
         transport = httpx.ASGITransport(app=app)

@@ -34,6 +34,11 @@ PENDING = "outbox_pending"
 WAKE = "outbox_wake"
 
 
+def notify_channel(service: str) -> str:
+    """The PostgreSQL NOTIFY channel that wakes a service's relays in other processes (API and worker apart)."""
+    return f"outbox_{service}"
+
+
 @sa_event.listens_for(Session, "after_commit")
 def _wake_relay_after_commit(session: Session) -> None:
     if session.info.pop(PENDING, False):
@@ -54,6 +59,7 @@ class EventStager:
     table: Table
     source: str
     type_prefix: str
+    service: str = ""
 
     async def stage(
         self, session: AsyncSession, contract: EventContract, *, key: str, payload: BaseModel,
@@ -70,6 +76,9 @@ class EventStager:
                 created_at=utcnow(), attempts=0,
             )
         )
+        if not session.info.get(PENDING) and self.service and session.bind.dialect.name == "postgresql":
+            # Delivered at commit (never on rollback) to relays listening in other processes.
+            await session.execute(select(func.pg_notify(notify_channel(self.service), "")))
         session.info[PENDING] = True
         return ev
 
@@ -110,8 +119,29 @@ class OutboxRelay:
         self._stopping = True
         self._wake.set()
 
+    async def _listen(self):
+        """On PostgreSQL, LISTEN for commits made by other processes of this service; None elsewhere or on failure."""
+        if not self._is_pg:
+            return None
+        try:
+            conn = await self.engine.connect()
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.add_listener(notify_channel(self.service), lambda *_: self._wake.set())
+            return conn
+        except Exception as exc:  # the periodic sweep still publishes everything, only later
+            log.warning("outbox relay: cannot LISTEN (%r); relying on the sweep", exc)
+            return None
+
     async def run(self) -> None:
         """Loop until stopped: publish everything pending, then sleep until woken or the sweep interval passes."""
+        listener = await self._listen()
+        try:
+            await self._run()
+        finally:
+            if listener is not None:
+                await listener.close()
+
+    async def _run(self) -> None:
         failures = 0
         while not self._stopping:
             self._wake.clear()

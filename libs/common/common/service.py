@@ -71,7 +71,9 @@ class Runtime:
             sweep_seconds=s.outbox_sweep_seconds, batch_size=s.outbox_batch_size,
         )
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine, **{WAKE: self.relay.wake})
-        self.stager = EventStager(table=spec.outbox, source=s.event_source, type_prefix=s.event_type_prefix)
+        self.stager = EventStager(
+            table=spec.outbox, source=s.event_source, type_prefix=s.event_type_prefix, service=s.service_name,
+        )
         self.consumers = [
             EventConsumer(
                 name=c.name, service=s.service_name, bootstrap=s.kafka_bootstrap_servers,
