@@ -194,7 +194,11 @@ async def end_to_end(ctx: BenchContext) -> dict:
             async def fire(i: int):
                 nonlocal errors
                 body = {"kind": "enterprise", "name_zh": f"压测企业{i}", "uscc": _uscc(i), "district": "pudong"}
-                r = await http.post(f"http://127.0.0.1:{reg_port}/institutions", json=body, headers=headers)
+                try:
+                    r = await http.post(f"http://127.0.0.1:{reg_port}/institutions", json=body, headers=headers)
+                except httpx.HTTPError:
+                    errors += 1
+                    return
                 if r.status_code != 201:
                     errors += 1
                     return
