@@ -1,0 +1,229 @@
+"""Faults under a steady workload: nothing acknowledged is lost, nothing is duplicated where anyone can see it.
+
+Registry (API and worker as separate processes), matching and notify run as real uvicorn processes on PostgreSQL.
+While a client writes institutions to registry at a steady rate, the broker is stopped for 30 s, processes are killed
+with SIGKILL at chosen moments and restarted, and PostgreSQL is restarted. Afterwards a checker counts, per
+acknowledged write: events on `registry.institution.v1` (exactly one event id), matching's projection row and the
+office's inbox message in notify (exactly one each); HTTP answers other than 201, 503-with-Retry-After and connection
+errors while a process was down are violations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from common.events import CloudEvent
+from registry.domain import uscc_check_char
+from tests.support.harness import fresh_database, read_topic, token
+from tests.support.processes import ServiceProcess, service_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
+
+RATE = float(os.environ.get("CHAOS_RATE", "25"))
+DURATION = float(os.environ.get("CHAOS_SECONDS", "70"))
+BROKER_OUTAGE = float(os.environ.get("CHAOS_BROKER_OUTAGE", "30"))
+
+
+def _uscc(i: int) -> str:
+    first17 = f"9131011700{i:07d}"
+    return first17 + uscc_check_char(first17)
+
+
+def _restart_postgres() -> bool:
+    """Restart the local test cluster (only when this machine's cluster is the one in use)."""
+    if os.environ.get("TEST_PG_URL") or not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
+        return False
+    version = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: int(v))[-1]
+    subprocess.run(["pg_ctlcluster", version, "main", "restart", "-m", "fast"], check=True, capture_output=True)
+    return True
+
+
+class Workload:
+    """Writes institutions at a steady rate and classifies every answer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.acknowledged: dict[str, int] = {}
+        self.acknowledged_at: list[float] = []
+        self.unknown: list[int] = []
+        self.statuses: Counter[str] = Counter()
+        self.violations: list[str] = []
+        self.headers = {"Authorization": f"Bearer {token('office_admin')}"}
+
+    async def write(self, http: httpx.AsyncClient, i: int) -> None:
+        body = {"kind": "enterprise", "name_zh": f"混沌测试企业{i:05d}", "uscc": _uscc(i), "district": "lingang"}
+        try:
+            r = await http.post(f"{self.url}/institutions", json=body, headers=self.headers)
+        except httpx.HTTPError as exc:
+            self.statuses[f"connection:{exc.__class__.__name__}"] += 1
+            self.unknown.append(i)
+            return
+        self.statuses[str(r.status_code)] += 1
+        if r.status_code == 201:
+            self.acknowledged[r.json()["id"]] = i
+            self.acknowledged_at.append(time.monotonic())
+        elif r.status_code == 503 and "retry-after" in r.headers:
+            self.unknown.append(i)  # refused while the database was away; the client may retry later
+        else:
+            self.violations.append(f"write {i}: {r.status_code} {r.text[:200]}")
+
+    async def run(self, seconds: float) -> None:
+        start = time.perf_counter()
+        tasks = []
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=50)
+        async with httpx.AsyncClient(timeout=15, limits=limits) as http:
+            for i in range(int(seconds * RATE)):
+                delay = start + i / RATE - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(self.write(http, i)))
+            await asyncio.gather(*tasks)
+
+
+async def _faults(broker, procs: dict[str, ServiceProcess], log: list[str], windows: dict) -> None:
+    t0 = time.monotonic()
+
+    async def at(second: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + second - time.monotonic()))
+
+    def note(what: str) -> None:
+        log.append(f"t={time.monotonic() - t0:5.1f}s {what}")
+
+    async def bounce(name: str) -> None:
+        procs[name].kill9()
+        note(f"kill -9 {name}")
+        await asyncio.sleep(1.0)
+        procs[name].restart()
+        await asyncio.to_thread(procs[name].wait_alive)
+        note(f"{name} back")
+
+    await at(4)
+    await asyncio.to_thread(broker.stop)
+    windows["broker_down"] = [time.monotonic(), None]
+    note("broker stopped")
+    await at(10)
+    await bounce("registry-api")
+    await at(18)
+    await bounce("matching")
+    await at(4 + BROKER_OUTAGE)
+    windows["broker_down"][1] = time.monotonic()
+    await asyncio.to_thread(broker.start)
+    note("broker started")
+    await at(40)
+    await bounce("registry-worker")
+    await at(44)
+    await bounce("notify")
+    await at(50)
+    if await asyncio.to_thread(_restart_postgres):
+        note("PostgreSQL restarted")
+    await at(58)
+    await bounce("registry-worker")
+    await at(62)
+    await bounce("matching")
+
+
+async def test_faults_lose_nothing_and_duplicate_nothing_visible(broker, tmp_path: Path):
+    if not broker.owned:
+        pytest.skip("needs a broker this test session started")
+    dbs = {s: await fresh_database(s) for s in ("registry", "matching", "notify")}
+    logs = tmp_path
+    procs = {
+        "registry-api": ServiceProcess("registry", "api", service_env(
+            "registry", db_url=dbs["registry"], bootstrap=broker.bootstrap, run_workers=False), logs / "reg-api.log"),
+        "registry-worker": ServiceProcess("registry", "worker", service_env(
+            "registry", db_url=dbs["registry"], bootstrap=broker.bootstrap, run_workers=True,
+            REGISTRY_RUN_MIGRATIONS="false"), logs / "reg-worker.log"),
+        "matching": ServiceProcess("matching", "api+worker", service_env(
+            "matching", db_url=dbs["matching"], bootstrap=broker.bootstrap, run_workers=True), logs / "matching.log"),
+        "notify": ServiceProcess("notify", "api+worker", service_env(
+            "notify", db_url=dbs["notify"], bootstrap=broker.bootstrap, run_workers=True), logs / "notify.log"),
+    }
+    procs["registry-api"].start()
+    procs["registry-api"].wait_alive()
+    for name in ("registry-worker", "matching", "notify"):
+        procs[name].start()
+    for p in procs.values():
+        p.wait_alive()
+    fault_log: list[str] = []
+    windows: dict = {}
+    workload = Workload(procs["registry-api"].url)
+    try:
+        await asyncio.gather(workload.run(DURATION), _faults(broker, procs, fault_log, windows))
+        down_from, down_to = windows["broker_down"]
+        acked_while_broker_down = sum(1 for t in workload.acknowledged_at if down_from <= t <= down_to)
+        acknowledged = set(workload.acknowledged)
+
+        # Converge: every registry row published, consumed by matching and notify.
+        reg = await asyncpg.connect(dbs["registry"])
+        mat = await asyncpg.connect(dbs["matching"])
+        ntf = await asyncpg.connect(dbs["notify"])
+        try:
+            stored = {r["id"] for r in await reg.fetch(
+                "SELECT id FROM institutions WHERE name_zh LIKE '混沌测试企业%'")}
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                backlog = await reg.fetchval("SELECT count(*) FROM outbox")
+                in_matching = {r["id"] for r in await mat.fetch("SELECT id FROM institution_view")}
+                inbox = Counter(r["subject"] for r in await ntf.fetch(
+                    "SELECT subject FROM inbox_messages WHERE recipient = 'role:office_admin'"))
+                if backlog == 0 and stored <= in_matching and all(inbox[s] >= 1 for s in stored):
+                    break
+                await asyncio.sleep(1.0)
+        finally:
+            await reg.close()
+            await mat.close()
+            await ntf.close()
+
+        records = await read_topic(broker.bootstrap, "registry.institution.v1",
+                                   until=lambda rs: stored <= {r.key.decode() for r in rs}, timeout=60)
+        event_ids: dict[str, set[str]] = defaultdict(set)
+        deliveries: Counter[str] = Counter()
+        for r in records:
+            key = r.key.decode()
+            if key in stored:
+                ev = CloudEvent.from_bytes(r.value)
+                event_ids[key].add(ev.id)
+                deliveries[ev.id] += 1
+
+        lost_rows = acknowledged - stored
+        unexplained = stored - acknowledged - {k for k in stored if k not in workload.acknowledged}
+        no_event = [k for k in stored if len(event_ids[k]) == 0]
+        several_events = [k for k in stored if len(event_ids[k]) > 1]
+        lost_in_matching = stored - in_matching
+        lost_in_inbox = [k for k in stored if inbox[k] == 0]
+        duplicated_in_inbox = [k for k in stored if inbox[k] > 1]
+        redelivered = sum(n - 1 for n in deliveries.values())
+
+        print("\nfaults:", *fault_log, sep="\n  ")
+        print(f"\nwrites attempted {sum(workload.statuses.values())}, answers {dict(workload.statuses)}")
+        print(f"acknowledged {len(acknowledged)}, stored {len(stored)} (unacknowledged but stored: "
+              f"{len(stored - acknowledged)}), events {sum(len(v) for v in event_ids.values())} "
+              f"(re-sent copies of the same event id on the topic: {redelivered})")
+        print(f"lost: rows {len(lost_rows)}, events {len(no_event)}, matching {len(lost_in_matching)}, "
+              f"inbox {len(lost_in_inbox)}; duplicated: events {len(several_events)}, inbox {len(duplicated_in_inbox)}")
+        print(f"5xx other than 503+Retry-After and other violations: {len(workload.violations)}")
+        print(f"writes acknowledged while the broker was down: {acked_while_broker_down}")
+
+        assert not workload.violations, workload.violations[:5]
+        assert acked_while_broker_down > 0, "writes keep succeeding while the broker is down"
+        assert not lost_rows and not unexplained
+        assert not no_event and not several_events
+        assert not lost_in_matching
+        assert not lost_in_inbox and not duplicated_in_inbox
+    finally:
+        for p in procs.values():
+            p.stop()
+        if broker.owned and subprocess.run(
+            ["python3", "scripts/broker.py", "status", "--port", str(broker.port)], capture_output=True,
+        ).returncode != 0:
+            broker.start()

@@ -1,0 +1,106 @@
+"""The container entry point (deploy/docker/ops.py) and the PostgreSQL init script, piece by piece."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.test_asyncapi import gen
+from tests.support.harness import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_ops():
+    spec = importlib.util.spec_from_file_location("deploy_ops", ROOT / "deploy" / "docker" / "ops.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ops = _load_ops()
+
+
+def test_the_topics_job_creates_what_each_service_publishes_and_the_dead_letter_topics_of_what_it_reads():
+    plat = gen.read_platform()
+    for svc in gen.service_names():
+        spec = ops.find_spec(importlib.import_module(f"{svc}.main").create_app())
+        consumed = {c.topic for c in plat.consumers if c.service == svc}
+        assert ops.topics_of(spec) == sorted(set(plat.published[svc]) | consumed | {f"{t}.dlq" for t in consumed})
+
+
+def test_api_and_worker_differ_only_in_run_workers(monkeypatch):
+    calls = []
+    monkeypatch.setenv("SERVICE", "registry")
+    monkeypatch.setenv("PORT", "8123")
+    monkeypatch.setattr(ops.os, "execv", lambda path, argv: calls.append((os.environ["RUN_WORKERS"], argv)))
+    ops.main(["api"])
+    ops.main(["worker"])
+    (api_flag, api_argv), (worker_flag, worker_argv) = calls
+    assert (api_flag, worker_flag) == ("false", "true")
+    assert api_argv == worker_argv
+    assert api_argv[api_argv.index("--factory") + 1] == "registry.main:create_app"
+    assert api_argv[api_argv.index("--port") + 1] == "8123"
+
+
+def test_a_role_without_a_service_name_is_refused(monkeypatch):
+    monkeypatch.delenv("SERVICE", raising=False)
+    with pytest.raises(SystemExit, match="set SERVICE"):
+        ops.main(["migrate"])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/healthz" else 503)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_healthcheck_reflects_readiness_and_liveness(monkeypatch):
+    port = free_port()
+    server = HTTPServer(("127.0.0.1", port), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PORT", str(port))
+        assert ops.main(["healthcheck", "--live"]) == 0
+        assert ops.main(["healthcheck"]) == 1  # /readyz answers 503
+    finally:
+        server.shutdown()
+    assert ops.main(["healthcheck", "--live"]) == 1  # nothing listening
+
+
+@pytest.mark.integration
+def test_the_postgres_init_script_gives_each_service_a_database_only_it_can_open():
+    psql = shutil.which("psql")
+    assert psql, "psql is needed (Debian package postgresql-client)"
+    tag = f"dt{uuid.uuid4().hex[:8]}"
+    names = [f"{tag}_alpha", f"{tag}_beta"]
+    env = {**os.environ, "POSTGRES_USER": "postgres", "PGHOST": "127.0.0.1", "PGPASSWORD": "postgres",
+           "SERVICE_DATABASES": " ".join(names), **{f"{n.upper()}_DB_PASSWORD": f"pw-{n}" for n in names}}
+    script = ROOT / "deploy" / "postgres" / "init-databases.sh"
+
+    def as_role(role: str, database: str) -> subprocess.CompletedProcess:
+        return subprocess.run([psql, "-h", "127.0.0.1", "-U", role, "-d", database, "-Atqc", "select 1"],
+                              env={**os.environ, "PGPASSWORD": f"pw-{role}"}, capture_output=True, text=True)
+
+    try:
+        for _ in range(2):  # idempotent: a second run changes nothing and does not fail
+            run = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+            assert run.returncode == 0, run.stderr
+        assert as_role(names[0], names[0]).stdout.strip() == "1"
+        denied = as_role(names[0], names[1])
+        assert denied.returncode != 0 and "permission denied" in denied.stderr
+    finally:
+        for statement in [f"DROP DATABASE IF EXISTS {n}" for n in names] + [f"DROP ROLE IF EXISTS {n}" for n in names]:
+            subprocess.run([psql, "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", statement],
+                           env={**os.environ, "PGPASSWORD": "postgres"}, capture_output=True)

@@ -1,0 +1,89 @@
+"""Services as real OS processes (uvicorn), for fault injection: start, kill -9, restart, wait until ready."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.harness import ROOT, free_port
+
+
+@dataclass
+class ServiceProcess:
+    """One uvicorn process of a service (an API, a worker, or both at once)."""
+
+    service: str
+    role: str
+    env: dict
+    log: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL of the process."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the process (its output appended to `log`)."""
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "--factory", f"{self.service}.main:create_app", "--host",
+                 "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            )
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown hooks, no flushing, as a crash would."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self) -> None:
+        """Start again after a kill."""
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 20 s."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def wait_alive(self, timeout: float = 60) -> None:
+        """Block until /healthz answers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.service}/{self.role} exited with {self.proc.returncode}; see {self.log}")
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.service}/{self.role} not alive after {timeout}s")
+
+
+def service_env(service: str, *, db_url: str, bootstrap: str, run_workers: bool, **extra: str) -> dict:
+    """Environment for one service process."""
+    prefix = service.upper()
+    env = dict(os.environ)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, f"{prefix}_DATABASE_URL": db_url,
+        "RUN_WORKERS": "true" if run_workers else "false", "LOG_LEVEL": "WARNING",
+        f"{prefix}_RUN_MIGRATIONS": "true", "OUTBOX_SWEEP_SECONDS": "0.5",
+    })
+    env.update(extra)
+    return env
