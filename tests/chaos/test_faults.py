@@ -223,7 +223,4 @@ async def test_faults_lose_nothing_and_duplicate_nothing_visible(broker, tmp_pat
     finally:
         for p in procs.values():
             p.stop()
-        if broker.owned and subprocess.run(
-            ["python3", "scripts/broker.py", "status", "--port", str(broker.port)], capture_output=True,
-        ).returncode != 0:
-            broker.start()
+        await asyncio.to_thread(broker.ensure_up)

@@ -61,6 +61,13 @@ class Broker:
         subprocess.run([sys.executable, str(BROKER), "stop", "--data", str(self.data)], check=True,
                        capture_output=True)
 
+    def ensure_up(self) -> None:
+        """Start the broker again if a test left it stopped (owned brokers only)."""
+        if self.owned and subprocess.run(
+            [sys.executable, str(BROKER), "status", "--port", str(self.port)], capture_output=True,
+        ).returncode != 0:
+            self.start()
+
     def start(self) -> None:
         """Start the broker again on the same port and data (owned brokers only)."""
         assert self.owned
