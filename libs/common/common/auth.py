@@ -142,7 +142,22 @@ def require_roles(*roles: Role):
             raise Forbidden(f"this operation needs one of the roles: {', '.join(str(r) for r in roles)}")
         return principal
 
+    dep.required_roles = tuple(str(r) for r in roles)  # read by the app factory to document each route's roles
     return dep
+
+
+def security_of(dependant) -> tuple[bool, set[str]]:
+    """Whether a route needs an authenticated caller, and which roles its dependencies demand (empty: any role)."""
+    authenticated, roles = False, set()
+    stack = list(dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if dep.call is current_principal:
+            authenticated = True
+        if getattr(dep.call, "required_roles", None):
+            roles.update(dep.call.required_roles)
+        stack.extend(dep.dependencies)
+    return authenticated, roles
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

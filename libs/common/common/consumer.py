@@ -315,8 +315,13 @@ class EventConsumer:
                 behind = False
                 for tp in c.assignment():
                     high = c.highwater(tp)
-                    committed = self.stats.positions.get((tp.topic, tp.partition), 0)
-                    if high is None or committed < high:
+                    done = self.stats.positions.get((tp.topic, tp.partition))
+                    if done is None:  # not handled by this instance: the group's committed offset counts
+                        try:
+                            done = await c.committed(tp) or 0
+                        except Exception:
+                            done = 0
+                    if high is None or done < high:
                         behind = True
                 if not behind:
                     return

@@ -99,7 +99,8 @@ def problem(
     }
     if instance:
         body["instance"] = instance
-    body.update(extensions)
+    for name, value in extensions.items():  # extension members never overwrite the standard ones
+        body[name if name not in body else f"{name}_"] = value
     hdrs = dict(headers or {})
     if status == 401:
         hdrs.setdefault("WWW-Authenticate", "Bearer")

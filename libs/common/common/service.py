@@ -14,12 +14,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from common.auth import TokenVerifier
+from common.auth import TokenVerifier, security_of
 from common.config import ServiceSettings
 from common.consumer import EventConsumer, Subscription
 from common.db import create_engine, session_factory
@@ -236,4 +237,25 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
 
     for router in spec.routers:
         app.include_router(router)
+    document_security(app)
     return app
+
+
+def _api_routes(routes):
+    """Every APIRoute, including those of included routers (kept nested by recent FastAPI versions)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from _api_routes(route.original_router.routes)
+
+
+def document_security(app: FastAPI) -> None:
+    """Mark each operation with `x-authenticated` and `x-required-roles`, so tests and integrators can see them."""
+    for route in _api_routes(app.routes):
+        authenticated, roles = security_of(route.dependant)
+        extra = dict(route.openapi_extra or {})
+        extra["x-authenticated"] = authenticated
+        if roles:
+            extra["x-required-roles"] = sorted(roles)
+        route.openapi_extra = extra
