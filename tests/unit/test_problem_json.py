@@ -81,3 +81,18 @@ async def test_unexpected_errors_do_not_leak_internals(client):
 async def test_the_correlation_id_is_echoed(client):
     r = await client.get("/nowhere", headers={"x-correlation-id": "abc123"})
     assert r.headers["x-correlation-id"] == "abc123"
+
+
+async def test_extension_members_never_replace_the_standard_ones():
+    from common.errors import Conflict
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/x")
+    async def x():
+        raise Conflict("clash", status="archived", allowed=["publish"])
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://u") as c:
+        body = is_problem(await c.post("/x"), 409)
+    assert body["status_"] == "archived" and body["allowed"] == ["publish"]

@@ -87,7 +87,7 @@ class PayloadTooLarge(DomainError):
 
 def problem(
     status: int, detail: str, *, slug: str | None = None, title: str | None = None, instance: str | None = None,
-    headers: dict[str, str] | None = None, **extensions: Any,
+    headers: dict[str, str] | None = None, extensions: dict[str, Any] | None = None, **more: Any,
 ) -> JSONResponse:
     """Build a problem+json response."""
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
@@ -99,7 +99,7 @@ def problem(
     }
     if instance:
         body["instance"] = instance
-    for name, value in extensions.items():  # extension members never overwrite the standard ones
+    for name, value in {**(extensions or {}), **more}.items():  # never overwrite the standard members
         body[name if name not in body else f"{name}_"] = value
     hdrs = dict(headers or {})
     if status == 401:
@@ -113,7 +113,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError):
         return problem(exc.status, exc.detail, slug=exc.slug, title=exc.title, instance=request.url.path,
-                       **exc.extensions)
+                       extensions=exc.extensions)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
