@@ -8,7 +8,7 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requir
 ROLE ?= office_admin
 INSTITUTION ?=
 
-.PHONY: help install broker run test test-unit bench lint token seed clean
+.PHONY: help install broker run test test-unit chaos fuzz bench lint token seed clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,14 @@ test: install ## the whole suite against a real Kafka broker and PostgreSQL
 
 test-unit: install ## pure domain tests only (no broker, no database)
 	@$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+chaos: install ## fault injection under load: broker stop, kill -9, PostgreSQL restart, with a loss checker
+	@bash scripts/postgres.sh
+	@$(BIN)/python -m pytest -m chaos -s $(PYTEST_ARGS)
+
+fuzz: install ## schemathesis over the four OpenAPI documents with every role's token (FUZZ_EXAMPLES=50 by default)
+	@bash scripts/postgres.sh
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
 
 bench: install ## benchmarks: figures printed, JSON written to bench/results
 	@bash scripts/postgres.sh

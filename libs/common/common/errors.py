@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("common.errors")
@@ -133,6 +133,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             detail = f"method {request.method} is not allowed on {request.url.path}"
         return problem(exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError):
+        log.info("database refused a value: %r", exc.orig)
+        return problem(422, "a value does not fit its field (too long or out of range)", slug="unprocessable",
+                       title="Unprocessable content", instance=request.url.path)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError):
+        log.info("integrity error: %r", exc.orig)
+        return problem(409, "the change conflicts with existing data (a duplicate or a missing reference)",
+                       slug="conflict", title="Conflict", instance=request.url.path)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
