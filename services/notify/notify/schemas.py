@@ -106,7 +106,9 @@ class WebhookCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     url: Annotated[HttpUrl, UrlConstraints(max_length=500, allowed_schemes=["http", "https"])]
-    events: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=50, examples=[["registry.certification.*"]])
+    events: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=50, examples=[["registry.certification.*"]],
+    )
     secret: str | None = Field(default=None, min_length=16, max_length=200,
                                description="shared HMAC secret; generated (and shown once) when omitted")
 
