@@ -1,26 +1,152 @@
-"""What matching does with each consumed event."""
+"""What matching does with each consumed event: projections of the registry, municipal talent demand."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
+
 from pydantic import ValidationError
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.consumer import PoisonMessage
+from common.db import utcnow
 from common.events import CloudEvent
-from matching.contracts import RegistryInstitution
-from matching.models import InstitutionView
+from common.outbox import EventStager
+from matching.contracts import (
+    MunicipalTalentDemand,
+    OpportunityExpired,
+    OpportunityOpened,
+    OpportunityUpdated,
+    RegistryCertification,
+    RegistryInstitution,
+)
+from matching.domain import DISTRICTS, OpportunityKind, OpportunityStatus, is_past_deadline, uscc_is_valid
+from matching.models import CertificationView, InstitutionView, Match, Opportunity
+from matching.scoring import tokenize
+from matching.service import opportunity_payload
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+MUNICIPAL_NAMESPACE = uuid.UUID("6f1c3b1e-5a0d-4a43-9f0c-2d6b7c1f9a11")
 
 
-async def project_institution(session: AsyncSession, event: CloudEvent) -> None:
-    """Upsert the institution projection; an older version never overwrites a newer one."""
+def institution_tokens(data: RegistryInstitution) -> list[str]:
+    """Search tokens of an institution: its name and keywords, segmented."""
+    return tokenize(data.name_zh, " ".join(data.keywords))
+
+
+def make_institution_handler(stager: EventStager) -> Handler:
+    """Build the registry.institution.v1 handler (it stages events when a merge moves opportunities)."""
+
+    async def project_institution(session: AsyncSession, event: CloudEvent) -> None:
+        """Upsert the institution projection (newer versions win); a merge moves its open work to the successor."""
+        try:
+            data = RegistryInstitution.model_validate(event.data)
+        except ValidationError as exc:
+            raise PoisonMessage(f"registry institution payload invalid: {exc.errors()[:3]}") from exc
+        view = await session.get(InstitutionView, data.id)
+        fields = data.model_dump() | {"tokens": institution_tokens(data), "updated_at": event.time}
+        if view is None:
+            certified = await _is_certified(session, data.id)
+            view = InstitutionView(**fields, certified=certified)
+            session.add(view)
+        elif data.version >= view.version:
+            for k, v in fields.items():
+                setattr(view, k, v)
+        else:
+            return
+        if data.successor_id:
+            await _follow_successor(session, stager, data.id, data.successor_id)
+
+    return project_institution
+
+
+async def _follow_successor(session: AsyncSession, stager: EventStager, old: str, new: str) -> None:
+    """Opportunities and live matches of a merged institution carry on under its successor."""
+    opps = list((await session.execute(select(Opportunity).where(Opportunity.institution_id == old))).scalars())
+    for opp in opps:
+        opp.institution_id = new
+        opp.version += 1
+        opp.updated_at = utcnow()
+        if opp.status in (OpportunityStatus.OPEN, OpportunityStatus.MATCHED):
+            await stager.stage(session, OpportunityUpdated, key=opp.id, payload=opportunity_payload(opp))
+    await session.execute(update(Match).where(Match.from_institution_id == old).values(from_institution_id=new))
+    await session.execute(update(Match).where(Match.to_institution_id == old).values(to_institution_id=new))
+
+
+async def _is_certified(session: AsyncSession, institution_id: str) -> bool:
+    rows = await session.execute(select(CertificationView.id).where(
+        CertificationView.institution_id == institution_id, CertificationView.is_certified.is_(True)))
+    return rows.first() is not None
+
+
+async def project_certification(session: AsyncSession, event: CloudEvent) -> None:
+    """Upsert a certification record and refresh whether its institution counts as certified."""
     try:
-        data = RegistryInstitution.model_validate(event.data)
+        data = RegistryCertification.model_validate(event.data)
     except ValidationError as exc:
-        raise PoisonMessage(f"registry institution payload invalid: {exc.errors()[:3]}") from exc
-    view = await session.get(InstitutionView, data.id)
-    if view is None:
-        session.add(InstitutionView(**data.model_dump(), updated_at=event.time))
-    elif data.version >= view.version:
+        raise PoisonMessage(f"registry certification payload invalid: {exc.errors()[:3]}") from exc
+    row = await session.get(CertificationView, data.id)
+    if row is None:
+        session.add(CertificationView(**data.model_dump(), updated_at=event.time))
+    elif data.version >= row.version:
         for k, v in data.model_dump().items():
-            setattr(view, k, v)
-        view.updated_at = event.time
+            setattr(row, k, v)
+        row.updated_at = event.time
+    else:
+        return
+    await session.flush()
+    view = await session.get(InstitutionView, data.institution_id)
+    if view is not None:
+        view.certified = await _is_certified(session, data.institution_id)
+
+
+def make_talent_demand_handler(stager: EventStager) -> Handler:
+    """Build the municipal.talent-demand.v1 handler: each posted position becomes (or updates) an opportunity."""
+
+    async def import_talent_demand(session: AsyncSession, event: CloudEvent) -> None:
+        """Turn a position from the city's HR platform into an open talent-demand opportunity (bad records: DLQ)."""
+        try:
+            data = MunicipalTalentDemand.model_validate(event.data)
+        except ValidationError as exc:
+            raise PoisonMessage(f"talent demand record invalid: {exc.errors()[:3]}") from exc
+        if not uscc_is_valid(data.employer_uscc):
+            raise PoisonMessage(f"employer_uscc {data.employer_uscc!r} fails the GB 32100-2015 check")
+        if data.district not in DISTRICTS:
+            raise PoisonMessage(f"unknown district {data.district!r}")
+        employer = (await session.execute(select(InstitutionView).where(
+            InstitutionView.uscc == data.employer_uscc,
+            or_(InstitutionView.successor_id.is_(None), InstitutionView.successor_id == "")))).scalars().first()
+        opp_id = str(uuid.uuid5(MUNICIPAL_NAMESPACE, data.external_id))
+        opp = await session.get(Opportunity, opp_id)
+        now = utcnow()
+        fields = dict(
+            title_zh=data.title, description_zh="", skills=data.skills, industries=[data.industry],
+            district=data.district, capacity=data.headcount, deadline=data.deadline,
+            institution_id=employer.id if employer else None, employer_name=data.employer_name,
+            tokens=tokenize(data.title, " ".join(data.skills)),
+        )
+        expired = is_past_deadline(deadline=data.deadline, now=now)
+        if opp is None:
+            opp = Opportunity(
+                id=opp_id, direction="demand", kind=OpportunityKind.TALENT_DEMAND.value, source="municipal",
+                external_id=data.external_id, created_by="municipal.talent-demand", opened_at=now,
+                status=(OpportunityStatus.EXPIRED if expired else OpportunityStatus.OPEN).value, **fields,
+            )
+            session.add(opp)
+            await session.flush()
+            await stager.stage(session, OpportunityExpired if expired else OpportunityOpened, key=opp.id,
+                               payload=opportunity_payload(opp))
+            return
+        if opp.status not in (OpportunityStatus.OPEN, OpportunityStatus.MATCHED):
+            return  # closed or expired here: a re-post does not revive it
+        for k, v in fields.items():
+            setattr(opp, k, v)
+        opp.version += 1
+        opp.updated_at = now
+        if expired and opp.status == OpportunityStatus.OPEN:
+            opp.status = OpportunityStatus.EXPIRED.value
+        await stager.stage(session, OpportunityExpired if opp.status == OpportunityStatus.EXPIRED
+                           else OpportunityUpdated, key=opp.id, payload=opportunity_payload(opp))
+
+    return import_talent_demand

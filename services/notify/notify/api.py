@@ -12,9 +12,24 @@ from notify import service
 from notify.domain import mask_address
 from notify.models import Delivery, WebhookSubscription
 from notify.schemas import (
-    DeliveryPublic, EffectivePreference, Inbox, InboxMessagePublic, Marked, Page, PreferenceUpdate, Preferences,
-    ProfilePublic, ProfileUpdate, Rendered, SmsReceipt, TemplatePreview, TemplatePublic, TemplateUpdate, UnreadCount,
-    WebhookCreate, WebhookPublic,
+    DeliveryPublic,
+    EffectivePreference,
+    Inbox,
+    InboxMessagePublic,
+    Marked,
+    Page,
+    Preferences,
+    PreferenceUpdate,
+    ProfilePublic,
+    ProfileUpdate,
+    Rendered,
+    SmsReceipt,
+    TemplatePreview,
+    TemplatePublic,
+    TemplateUpdate,
+    UnreadCount,
+    WebhookCreate,
+    WebhookPublic,
 )
 
 Office = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN))]

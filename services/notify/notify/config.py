@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.config import ServiceSettings
@@ -48,11 +49,11 @@ class Settings(ServiceSettings):
     sms_url: str | None = None
     sms_api_key: str = "dev-sms-key"
     sms_sign_name: str = "上海产教融合"
-    sms_template_codes: dict[str, str] = {
+    sms_template_codes: dict[str, str] = Field(default_factory=lambda: {
         "cancellation": "SMS_CJRH_0001", "offer": "SMS_CJRH_0002", "registration": "SMS_CJRH_0003",
         "match": "SMS_CJRH_0004", "certification": "SMS_CJRH_0005", "placement": "SMS_CJRH_0006",
         "competition": "SMS_CJRH_0007", "progress": "SMS_CJRH_0008", "registry": "SMS_CJRH_0009",
-    }
+    })
 
     # webhooks
     webhook_user_agent: str = "cjrh-notify-webhooks/1"

@@ -1,7 +1,8 @@
 """What notify does with each consumed event: keep its projections, and record a notification to plan.
 
-Handlers stay cheap (one projection upsert at most, plus one notification row); the dispatcher plans each
-notification into inbox rows, deliveries and digest entries in bulk, outside the consumer's hot path.
+Handlers stay cheap (projection upserts deferred to one statement per batch, plus one notification row); the
+dispatcher plans each notification into inbox rows, deliveries and digest entries in bulk, outside the consumer's
+hot path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from common.events import CloudEvent
 from notify import contracts as c
 from notify.domain import PUBLIC_CERTIFICATION_EVENTS, RULES, registration_is_active
 from notify.models import ActivityView, InstitutionContact, Notification, RegistrationView
-from notify.sql import upsert_versioned
+from notify.sql import defer_upsert, flush_upserts
 
 NEW_NOTIFICATIONS = "notify_new_notifications"
 
@@ -38,8 +39,8 @@ def record_notification(
 ) -> Notification:
     """Add the notification for a consumed event (planned later into inbox rows and deliveries)."""
     rule = RULES[name]
-    context = {"data": event.data, "event": {"name": name, "type": event.type, "subject": event.subject,
-                                             "time": event.time.isoformat()}}
+    context = {"data": event.data, "activity": {}, "results": [],
+               "event": {"name": name, "type": event.type, "subject": event.subject, "time": event.time.isoformat()}}
     context.update(extra or {})
     seen: set[str] = set()
     unique = [r for r in recipients if r and not (r in seen or seen.add(r))]
@@ -84,6 +85,7 @@ async def _registration(session, data: c.EventsRegistration, event, name) -> lis
 
 
 async def _cancellation(session, data: c.EventsActivity, event, name) -> list[str]:
+    await flush_upserts(session)
     rows = (await session.execute(
         select(RegistrationView.participant_id, RegistrationView.status)
         .where(RegistrationView.activity_id == data.id)
@@ -97,18 +99,18 @@ async def _cancellation(session, data: c.EventsActivity, event, name) -> list[st
 async def project_contact(session: AsyncSession, event: CloudEvent) -> None:
     """Keep the institution's contact (where its email and SMS go); older versions never win."""
     data = parse(c.RegistryContact, event, "registry contact")
-    await upsert_versioned(session, InstitutionContact.__table__, data.model_dump(), key=["institution_id"])
+    defer_upsert(session, InstitutionContact.__table__, data.model_dump(), key=["institution_id"])
 
 
 async def _project_activity(session: AsyncSession, data: c.EventsActivity) -> None:
-    await upsert_versioned(session, ActivityView.__table__, {
+    defer_upsert(session, ActivityView.__table__, {
         "id": data.id, "title_zh": data.title_zh, "organiser_id": data.organiser_id, "starts_at": data.starts_at,
         "status": data.status, "version": data.version,
     }, key=["id"])
 
 
 async def _project_registration(session: AsyncSession, data: c.EventsRegistration) -> None:
-    await upsert_versioned(session, RegistrationView.__table__, {
+    defer_upsert(session, RegistrationView.__table__, {
         "id": data.id, "activity_id": data.activity_id, "participant_id": data.participant_id,
         "institution_id": data.institution_id, "status": data.status, "version": data.version,
     }, key=["id"])
@@ -126,6 +128,7 @@ def _handler(name: str, model: type[BaseModel], recipients: Recipients | None,
             return
         extra: dict[str, Any] = {}
         if isinstance(data, c.EventsRegistration) and not data.activity_title:
+            await flush_upserts(session)
             act = await session.get(ActivityView, data.activity_id)
             if act is not None:
                 extra["activity"] = {"title_zh": act.title_zh, "starts_at": act.starts_at.isoformat()

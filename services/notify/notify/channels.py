@@ -1,0 +1,130 @@
+"""Adapters that talk to the outside: SMTP email, signed webhooks and an SMS provider over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from email.message import EmailMessage
+from email.utils import formatdate
+
+import aiosmtplib
+import httpx
+import orjson
+
+from common.events import CONTENT_TYPE
+from notify.config import Settings
+from notify.domain import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, Outcome, Status, sign, webhook_retryable
+from notify.models import Delivery, WebhookSubscription
+
+PERMANENT_SMS_CODES = frozenset({
+    "isv.MOBILE_NUMBER_ILLEGAL", "isv.SMS_SIGNATURE_ILLEGAL", "isv.SMS_TEMPLATE_ILLEGAL",
+    "isv.TEMPLATE_MISSING_PARAMETERS", "isv.BLACK_KEY_CONTROL_LIMIT", "isv.MOBILE_COUNT_OVER_LIMIT",
+})
+
+
+class EmailChannel:
+    """Sends plain-text UTF-8 email over SMTP; 5xx answers are permanent, everything else may be retried."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+
+    def message(self, d: Delivery) -> EmailMessage:
+        """The email for a delivery, with a Message-ID derived from the delivery id (stable across retries)."""
+        msg = EmailMessage()
+        msg["From"] = self.s.mail_from
+        msg["To"] = d.address
+        msg["Subject"] = d.subject
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = f"<{d.id}@{self.s.message_id_domain}>"
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-CJRH-Event-Id"] = d.event_id
+        msg["X-CJRH-Category"] = d.category
+        msg["X-CJRH-Delivery-Id"] = d.id
+        msg.set_content(d.body, charset="utf-8")
+        return msg
+
+    async def send(self, d: Delivery) -> Outcome:
+        """Hand the message to the SMTP server: 'sent' means the server accepted it (250)."""
+        try:
+            await aiosmtplib.send(
+                self.message(d), hostname=self.s.smtp_host, port=self.s.smtp_port, username=self.s.smtp_username,
+                password=self.s.smtp_password, start_tls=self.s.smtp_starttls, timeout=self.s.send_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            return Outcome(False, reason=f"SMTP refused the recipient: {exc.recipients[0].message}"[:500],
+                           permanent=all(c >= 500 for c in codes))
+        except aiosmtplib.SMTPResponseException as exc:
+            return Outcome(False, reason=f"SMTP {exc.code}: {exc.message}"[:500], permanent=exc.code >= 500)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return Outcome(False, reason=f"SMTP server unreachable: {exc!r}"[:500])
+        return Outcome(True, status=Status.SENT)
+
+
+class WebhookChannel:
+    """POSTs the CloudEvent, signed with HMAC-SHA256 over '<timestamp>.<body>'; a 2xx answer means delivered."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self.s = settings
+        self.client = client
+
+    def request_parts(self, d: Delivery, sub: WebhookSubscription, now: int) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of a webhook call (exposed for tests and the documentation)."""
+        body = orjson.dumps(d.payload["event"])
+        return body, {
+            "Content-Type": CONTENT_TYPE,
+            "User-Agent": self.s.webhook_user_agent,
+            ID_HEADER: d.event_id,
+            TIMESTAMP_HEADER: str(now),
+            SIGNATURE_HEADER: sign(sub.secret, now, body),
+            "Webhook-Delivery": d.id,
+            "Webhook-Attempt": str(d.attempts),
+        }
+
+    async def send(self, d: Delivery, sub: WebhookSubscription | None) -> Outcome:
+        """Deliver one event to one subscription."""
+        if sub is None or not sub.active:
+            return Outcome(False, reason="the webhook subscription was removed or deactivated", permanent=True)
+        body, headers = self.request_parts(d, sub, int(time.time()))
+        try:
+            r = await self.client.post(sub.url, content=body, headers=headers, timeout=self.s.send_timeout_seconds)
+        except httpx.HTTPError as exc:
+            return Outcome(False, reason=f"webhook unreachable: {exc.__class__.__name__}: {exc}"[:500])
+        if 200 <= r.status_code < 300:
+            return Outcome(True, status=Status.DELIVERED)
+        return Outcome(False, reason=f"webhook answered HTTP {r.status_code}: {r.text[:200]}",
+                       permanent=not webhook_retryable(r.status_code))
+
+
+class SmsChannel:
+    """Sends a templated SMS through a provider's HTTP API with the sender signature and template code."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self.s = settings
+        self.client = client
+
+    async def send(self, d: Delivery) -> Outcome:
+        """Submit the SMS; 'sent' means the provider accepted it (a delivery receipt may follow)."""
+        if not self.s.sms_url:
+            return Outcome(False, reason="no SMS provider configured (NOTIFY_SMS_URL)", permanent=True)
+        req = {
+            "phone_numbers": d.address, "sign_name": d.payload["sign_name"],
+            "template_code": d.payload["template_code"],
+            "template_param": json.dumps(d.payload["params"], ensure_ascii=False), "out_id": d.id,
+        }
+        try:
+            r = await self.client.post(self.s.sms_url, json=req, timeout=self.s.send_timeout_seconds,
+                                       headers={"Authorization": f"Bearer {self.s.sms_api_key}"})
+        except httpx.HTTPError as exc:
+            return Outcome(False, reason=f"SMS provider unreachable: {exc.__class__.__name__}: {exc}"[:500])
+        if r.status_code >= 500 or r.status_code == 429:
+            return Outcome(False, reason=f"SMS provider answered HTTP {r.status_code}")
+        try:
+            doc = r.json()
+        except ValueError:
+            return Outcome(False, reason=f"SMS provider answered HTTP {r.status_code} without JSON")
+        code = str(doc.get("code", ""))
+        if r.status_code == 200 and code == "OK":
+            return Outcome(True, status=Status.SENT, provider_id=doc.get("biz_id"))
+        return Outcome(False, reason=f"SMS provider refused: {code} {doc.get('message', '')}".strip()[:500],
+                       permanent=code in PERMANENT_SMS_CODES or 400 <= r.status_code < 500)

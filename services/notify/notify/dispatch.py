@@ -1,0 +1,478 @@
+"""The dispatcher: plans notifications into inbox rows, deliveries and digests, and sends deliveries with retries.
+
+At most once per (event id, recipient, channel): unique constraints make planning idempotent, and a delivery is
+claimed (status `sending`, committed) before its send. A claim left behind by a process that died mid-send is never
+sent again automatically (the outcome is unknown): it becomes `dead` with that reason, and an administrator may replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from common.db import utcnow
+from common.outbox import EventStager
+from notify import templates
+from notify.channels import EmailChannel, SmsChannel, WebhookChannel
+from notify.config import Settings
+from notify.contracts import DELIVERY_CONTRACTS, DeliveryPayload
+from notify.domain import (
+    CATEGORIES,
+    SHANGHAI,
+    Category,
+    Channel,
+    Outcome,
+    Status,
+    after_attempt,
+    channels_for,
+    delayed_by_quiet_hours,
+    matches,
+    parse_hhmm,
+    quiet_release,
+    retry_delay,
+)
+from notify.handlers import NEW_NOTIFICATIONS
+from notify.models import (
+    Delivery,
+    DigestEntry,
+    InboxMessage,
+    InstitutionContact,
+    Notification,
+    Preference,
+    RecipientProfile,
+    TemplateOverride,
+    WebhookSubscription,
+    new_id,
+)
+from notify.sql import insert_ignore, insert_ignore_returning
+
+log = logging.getLogger("notify.dispatch")
+
+_live: weakref.WeakSet = weakref.WeakSet()
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_dispatchers(session: Session) -> None:
+    if session.info.pop(NEW_NOTIFICATIONS, False):
+        for d in list(_live):
+            d.wake()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(NEW_NOTIFICATIONS, None)
+
+
+class Clock:
+    """The time the dispatcher uses for quiet hours, retries and digests (injectable for tests)."""
+
+    def now(self) -> datetime:
+        """The current UTC time."""
+        return utcnow()
+
+
+class FakeClock(Clock):
+    """A clock set to a chosen instant; it stands still (or, ticking, runs on from there) until told to move."""
+
+    def __init__(self, at: datetime, *, ticking: bool = False) -> None:
+        self.at = at
+        self.ticking = ticking
+        self._started = time.monotonic()
+
+    def now(self) -> datetime:
+        """The time it was set to (plus the real time since, when ticking)."""
+        if self.ticking:
+            return self.at + timedelta(seconds=time.monotonic() - self._started)
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        """Move forward, e.g. advance(hours=9)."""
+        self.at += timedelta(**delta)
+
+
+def delivery_payload(d: Delivery) -> DeliveryPayload:
+    """The public event payload of a delivery."""
+    return DeliveryPayload(id=d.id, notification_id=d.notification_id, event_id=d.event_id, recipient=d.recipient,
+                           channel=d.channel, status=d.status, reason=d.reason, attempts=d.attempts,
+                           version=d.version)
+
+
+async def stage_delivery(session: AsyncSession, stager: EventStager, d: Delivery) -> None:
+    """Publish a delivery's new status on notify.delivery.v1 (through the outbox, in the caller's transaction)."""
+    contract = DELIVERY_CONTRACTS.get(d.status)
+    if contract is not None:
+        await stager.stage(session, contract, key=d.id, payload=delivery_payload(d))
+
+
+def wake_after_commit(session: AsyncSession) -> None:
+    """Ask the dispatchers to look for work once the caller's transaction commits."""
+    session.info[NEW_NOTIFICATIONS] = True
+
+
+class Recipients:
+    """Everything planning needs to know about a set of recipients, loaded in a few queries."""
+
+    def __init__(self, prefs, profiles, contacts) -> None:
+        self.prefs: dict[str, dict[tuple[str, str], bool]] = prefs
+        self.profiles: dict[str, RecipientProfile] = profiles
+        self.contacts: dict[str, InstitutionContact] = contacts
+
+    @classmethod
+    async def load(cls, session: AsyncSession, recipients: set[str]) -> Recipients:
+        """Preferences, profiles and institution contacts of these recipients."""
+        names = sorted(recipients)
+        prefs: dict[str, dict[tuple[str, str], bool]] = defaultdict(dict)
+        profiles: dict[str, RecipientProfile] = {}
+        contacts: dict[str, InstitutionContact] = {}
+        inst = [r.removeprefix("institution:") for r in names if r.startswith("institution:")]
+        for i in range(0, len(names), 5000):
+            part = names[i:i + 5000]
+            for p in (await session.execute(select(Preference).where(Preference.recipient.in_(part)))).scalars():
+                prefs[p.recipient][(p.category, p.channel)] = p.enabled
+            for p in (await session.execute(
+                    select(RecipientProfile).where(RecipientProfile.recipient.in_(part)))).scalars():
+                profiles[p.recipient] = p
+        if inst:
+            for ct in (await session.execute(
+                    select(InstitutionContact).where(InstitutionContact.institution_id.in_(inst)))).scalars():
+                contacts[f"institution:{ct.institution_id}"] = ct
+        return cls(prefs, profiles, contacts)
+
+    def locale(self, r: str) -> str:
+        """The recipient's language (zh-CN unless they chose English)."""
+        p = self.profiles.get(r)
+        return p.locale if p and p.locale in templates.LOCALES else templates.DEFAULT_LOCALE
+
+    def email(self, r: str) -> str | None:
+        """Their own address first, else the institution contact's."""
+        p, ct = self.profiles.get(r), self.contacts.get(r)
+        return (p.email if p and p.email else None) or (ct.contact_email if ct else None)
+
+    def phone(self, r: str) -> str | None:
+        """Their own mobile number first, else the institution contact's."""
+        p, ct = self.profiles.get(r), self.contacts.get(r)
+        return (p.phone if p and p.phone else None) or (ct.contact_phone if ct else None)
+
+
+def quiet_window(settings: Settings, profile: RecipientProfile | None):
+    """The (start, end) quiet hours that apply to a recipient, or None when they switched them off."""
+    if profile is not None and not profile.quiet_enabled:
+        return None
+    start = profile.quiet_start if profile and profile.quiet_start else settings.quiet_start
+    end = profile.quiet_end if profile and profile.quiet_end else settings.quiet_end
+    return parse_hhmm(start), parse_hhmm(end)
+
+
+def not_before(settings: Settings, category: Category, channel: Channel, profile, at: datetime) -> datetime:
+    """When a delivery may go: `at`, or the end of the recipient's quiet hours for non-critical email and SMS."""
+    if not delayed_by_quiet_hours(category, channel):
+        return at
+    window = quiet_window(settings, profile)
+    if window is None:
+        return at
+    return quiet_release(at, *window) or at
+
+
+class Dispatcher:
+    """The background task of the notify service (one per process; several processes share work safely)."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], stager: EventStager, settings: Settings,
+                 clock: Clock | None = None) -> None:
+        self.sessions = sessions
+        self.stager = stager
+        self.s = settings
+        self.clock = clock or Clock()
+        self.instance = f"dispatcher-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.client: httpx.AsyncClient | None = None
+        self.email = EmailChannel(settings)
+        _live.add(self)
+
+    def wake(self) -> None:
+        """Look for work now rather than at the next interval."""
+        self._wake.set()
+
+    def _pg(self, session: AsyncSession) -> bool:
+        return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+    async def run(self) -> None:
+        """Loop until cancelled: plan, flush digests, recover interrupted sends, send what is due."""
+        self.client = httpx.AsyncClient(follow_redirects=False)
+        try:
+            failures = 0
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    busy = await self.tick()
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # database away: keep going, nothing is lost (all state is in rows)
+                    failures += 1
+                    log.warning("dispatcher tick failed: %r", exc)
+                    await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                    continue
+                if busy:
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.s.dispatch_interval_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.client.aclose()
+
+    async def tick(self) -> bool:
+        """One round of work; True when a full batch came back (so more may be waiting)."""
+        planned = await self.plan_pending()
+        await self.flush_digests()
+        await self.recover_interrupted()
+        sent = await self.send_due()
+        return planned >= self.s.plan_batch_size or sent >= self.s.dispatch_batch_size
+
+    # --- planning -------------------------------------------------------------------------------------------------
+
+    async def plan_pending(self) -> int:
+        """Turn unplanned notifications into inbox rows, deliveries and digest entries, once each."""
+        async with self.sessions() as session, session.begin():
+            q = (select(Notification).where(Notification.planned_at.is_(None))
+                 .order_by(Notification.created_at).limit(self.s.plan_batch_size))
+            if self._pg(session):
+                q = q.with_for_update(skip_locked=True)
+            notes = list((await session.execute(q)).scalars())
+            if not notes:
+                return 0
+            who = await Recipients.load(session, {r for n in notes for r in n.recipients})
+            subs = list((await session.execute(
+                select(WebhookSubscription).where(WebhookSubscription.active.is_(True)))).scalars())
+            overrides = {(o.event, o.locale): (o.title, o.body)
+                         for o in (await session.execute(select(TemplateOverride))).scalars()}
+            now = self.clock.now()
+            inbox, digests, deliveries = [], [], []
+            for n in notes:
+                self._plan_one(n, who, subs, overrides, now, inbox, digests, deliveries)
+                n.planned_at = now
+            await insert_ignore(session, InboxMessage.__table__, inbox)
+            await insert_ignore(session, DigestEntry.__table__, digests)
+            inserted = set(await insert_ignore_returning(session, Delivery.__table__, deliveries))
+            for row in deliveries:
+                if row["id"] in inserted:
+                    await stage_delivery(session, self.stager, Delivery(**row))
+            if inserted:
+                wake_after_commit(session)
+        return len(notes)
+
+    def _plan_one(self, n: Notification, who: Recipients, subs, overrides, now: datetime,
+                  inbox: list, digests: list, deliveries: list) -> None:
+        cat = CATEGORIES.get(n.category) or CATEGORIES["registry"]
+        rendered: dict[str, templates.Rendered] = {}
+
+        def text(locale: str) -> templates.Rendered:
+            if locale not in rendered:
+                rendered[locale] = render_for(n.event_name, locale, n.context, overrides)
+            return rendered[locale]
+
+        for r in n.recipients:
+            chans = {Channel.INBOX} if r.startswith("public:") else channels_for(cat, who.prefs.get(r, {}))
+            msg = text(who.locale(r))
+            if Channel.INBOX in chans:
+                inbox.append({
+                    "id": new_id(), "notification_id": n.id, "recipient": r, "category": cat.name,
+                    "priority": cat.priority.value, "title": msg.title, "body": msg.body, "event_id": n.event_id,
+                    "event_type": n.event_type, "subject": n.subject, "data": n.context.get("data") or {},
+                    "created_at": now, "read_at": None, "archived_at": None,
+                })
+            profile = who.profiles.get(r)
+            email = who.email(r)
+            if Channel.EMAIL in chans and email:
+                if cat.digested:
+                    digests.append({"id": new_id(), "recipient": r, "channel": "email", "event_id": n.event_id,
+                                    "category": cat.name, "title": msg.title, "body": msg.body, "created_at": now,
+                                    "digest_delivery_id": None})
+                else:
+                    deliveries.append(self._delivery_row(n, r, Channel.EMAIL, email, cat, profile, msg, {}, now))
+            phone = who.phone(r)
+            if Channel.SMS in chans and phone:
+                code = self.s.sms_template_codes.get(cat.name, "")
+                payload = {"sign_name": self.s.sms_sign_name, "template_code": code,
+                           "params": {"title": msg.title[:35]}}
+                deliveries.append(self._delivery_row(n, r, Channel.SMS, phone, cat, profile, msg, payload, now))
+        for sub in subs:
+            if matches(sub.events, n.event_name):
+                payload = {"subscription_id": sub.id, "event": n.envelope}
+                deliveries.append(self._delivery_row(n, f"webhook:{sub.id}", Channel.WEBHOOK, sub.url, cat, None,
+                                                     templates.Rendered(n.event_name, ""), payload, now))
+
+    def _delivery_row(self, n: Notification | None, recipient: str, channel: Channel, address: str, cat: Category,
+                      profile, msg: templates.Rendered, payload: dict, now: datetime, *,
+                      event_id: str | None = None) -> dict[str, Any]:
+        due = not_before(self.s, cat, channel, profile, now)
+        reason = None
+        if due > now:
+            reason = f"held by quiet hours until {due.astimezone(SHANGHAI):%Y-%m-%d %H:%M} Asia/Shanghai"
+        return {
+            "id": new_id(), "notification_id": n.id if n else None, "event_id": event_id or n.event_id,
+            "recipient": recipient, "channel": channel.value, "category": cat.name, "address": address,
+            "subject": msg.title, "body": msg.body, "payload": payload, "status": Status.QUEUED.value,
+            "reason": reason, "attempts": 0, "replays": 0, "provider_id": None, "next_attempt_at": due,
+            "claimed_at": None, "claimed_by": None, "created_at": now, "updated_at": now, "version": 1,
+        }
+
+    # --- digests --------------------------------------------------------------------------------------------------
+
+    async def flush_digests(self) -> int:
+        """Send each recipient one email with their low-priority items once the oldest has waited a full window."""
+        now = self.clock.now()
+        cutoff = now - timedelta(seconds=self.s.digest_window_seconds)
+        made = 0
+        async with self.sessions() as session, session.begin():
+            due = (await session.execute(
+                select(DigestEntry.recipient).where(DigestEntry.digest_delivery_id.is_(None))
+                .group_by(DigestEntry.recipient).having(func.min(DigestEntry.created_at) <= cutoff).limit(500)
+            )).scalars().all()
+            if not due:
+                return 0
+            who = await Recipients.load(session, set(due))
+            cat = CATEGORIES["progress"]
+            for r in due:
+                q = (select(DigestEntry).where(DigestEntry.recipient == r, DigestEntry.digest_delivery_id.is_(None))
+                     .order_by(DigestEntry.created_at, DigestEntry.id))
+                if self._pg(session):
+                    q = q.with_for_update(skip_locked=True)
+                entries = list((await session.execute(q)).scalars())
+                if not entries:
+                    continue
+                items = [{"title": e.title, "body": e.body, "category": e.category} for e in entries]
+                msg = templates.render(templates.DIGEST[who.locale(r)], {"items": items})
+                row = self._delivery_row(None, r, Channel.EMAIL, who.email(r) or "", cat, who.profiles.get(r), msg,
+                                         {"items": len(items)}, now, event_id=f"digest:{entries[0].id}")
+                if not row["address"]:
+                    row.update(status=Status.DEAD.value, reason="recipient has no email address any more")
+                [got] = await insert_ignore_returning(session, Delivery.__table__, [row]) or [None]
+                if got is None:
+                    continue
+                for e in entries:
+                    e.digest_delivery_id = got
+                await stage_delivery(session, self.stager, Delivery(**row))
+                made += 1
+        return made
+
+    # --- sending --------------------------------------------------------------------------------------------------
+
+    async def recover_interrupted(self) -> int:
+        """Claims left by a dispatcher that died mid-send: outcome unknown, so never resent automatically."""
+        cutoff = self.clock.now() - timedelta(seconds=self.s.send_lease_seconds)
+        async with self.sessions() as session, session.begin():
+            rows = list((await session.execute(
+                select(Delivery).where(Delivery.status == Status.SENDING.value, Delivery.claimed_by != self.instance,
+                                       Delivery.claimed_at <= cutoff).limit(500)
+            )).scalars())
+            for d in rows:
+                d.status = Status.DEAD.value
+                d.reason = (f"interrupted mid-send ({d.claimed_by} stopped during attempt {d.attempts}); the outcome "
+                            "is unknown, so it is not resent automatically (at most once); an administrator may "
+                            "replay it")
+                d.version += 1
+                d.updated_at = self.clock.now()
+                await stage_delivery(session, self.stager, d)
+        return len(rows)
+
+    async def send_due(self) -> int:
+        """Claim due deliveries, send them concurrently, and record each outcome with its event."""
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            q = (select(Delivery).where(Delivery.status.in_([Status.QUEUED.value, Status.FAILED.value]),
+                                        Delivery.next_attempt_at <= now)
+                 .order_by(Delivery.next_attempt_at).limit(self.s.dispatch_batch_size))
+            if self._pg(session):
+                q = q.with_for_update(skip_locked=True)
+            claimed = list((await session.execute(q)).scalars())
+            for d in claimed:
+                d.status = Status.SENDING.value
+                d.attempts += 1
+                d.claimed_at = now
+                d.claimed_by = self.instance
+            sub_ids = {d.payload.get("subscription_id") for d in claimed if d.channel == Channel.WEBHOOK}
+            subs = {s.id: s for s in (await session.execute(
+                select(WebhookSubscription).where(WebhookSubscription.id.in_(sub_ids)))).scalars()} if sub_ids else {}
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(self.s.dispatch_concurrency)
+
+        async def one(d: Delivery) -> Outcome:
+            async with gate:
+                try:
+                    return await asyncio.wait_for(self._send(d, subs), timeout=self.s.send_timeout_seconds + 5)
+                except TimeoutError:
+                    return Outcome(False, reason="send timed out")
+                except Exception as exc:  # an adapter bug must not leave the claim unrecorded
+                    log.exception("delivery %s: send raised", d.id)
+                    return Outcome(False, reason=f"send raised {exc!r}"[:500])
+
+        outcomes = await asyncio.gather(*(one(d) for d in claimed))
+        await self._record(list(zip(claimed, outcomes)))
+        return len(claimed)
+
+    async def _send(self, d: Delivery, subs: dict[str, WebhookSubscription]) -> Outcome:
+        if d.channel == Channel.EMAIL:
+            return await self.email.send(d)
+        if d.channel == Channel.WEBHOOK:
+            return await WebhookChannel(self.s, self.client).send(d, subs.get(d.payload.get("subscription_id")))
+        if d.channel == Channel.SMS:
+            return await SmsChannel(self.s, self.client).send(d)
+        return Outcome(False, reason=f"unknown channel {d.channel!r}", permanent=True)
+
+    async def _record(self, results: list[tuple[Delivery, Outcome]]) -> None:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            rows = {d.id: d for d in (await session.execute(
+                select(Delivery).where(Delivery.id.in_([d.id for d, _ in results])))).scalars()}
+            for claimed, outcome in results:
+                d = rows.get(claimed.id)
+                if d is None or d.status != Status.SENDING.value or d.claimed_by != self.instance:
+                    continue  # replayed or recovered meanwhile
+                status = after_attempt(outcome, attempts=d.attempts, max_attempts=self.s.max_attempts)
+                d.status = status.value
+                d.provider_id = outcome.provider_id or d.provider_id
+                d.reason = outcome.reason
+                if status is Status.FAILED:
+                    delay = retry_delay(d.attempts, base=self.s.retry_base_seconds, cap=self.s.retry_cap_seconds)
+                    cat = CATEGORIES.get(d.category) or CATEGORIES["registry"]
+                    profile = await session.get(RecipientProfile, d.recipient)
+                    d.next_attempt_at = not_before(self.s, cat, Channel(d.channel), profile,
+                                                   now + timedelta(seconds=delay))
+                    d.reason = f"{outcome.reason}; attempt {d.attempts + 1} of {self.s.max_attempts} at " \
+                               f"{d.next_attempt_at.isoformat(timespec='seconds')}"
+                elif status is Status.DEAD and not outcome.permanent:
+                    d.reason = f"gave up after {d.attempts} attempts; last: {outcome.reason}"
+                elif status is Status.DEAD:
+                    d.reason = f"permanent failure: {outcome.reason}"
+                d.version += 1
+                d.updated_at = now
+                await stage_delivery(session, self.stager, d)
+
+
+def render_for(event_name: str, locale: str, context: dict, overrides: dict) -> templates.Rendered:
+    """Render an event's message: an administrator's override first, then the built-in template, else a fallback."""
+    source = overrides.get((event_name, locale)) or overrides.get((event_name, templates.DEFAULT_LOCALE)) \
+        or templates.builtin(event_name, locale)
+    if source is None:
+        return templates.fallback(event_name, context)
+    try:
+        return templates.render(source, context)
+    except templates.TemplateInvalid as exc:
+        log.warning("template for %s/%s failed (%s); using the plain fallback", event_name, locale, exc)
+        return templates.fallback(event_name, context)
+

@@ -1,0 +1,238 @@
+"""Message templates per event name and locale (zh-CN default, en), rendered in a Jinja2 sandbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from notify.domain import SHANGHAI
+
+DEFAULT_LOCALE = "zh-CN"
+LOCALES = ("zh-CN", "en")
+
+
+def sh_time(value: Any) -> str:
+    """Format an ISO timestamp (or datetime) in Shanghai local time, e.g. 2026-05-01 14:00."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.strftime("%Y-%m-%d %H:%M")
+        return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _environment(*, strict: bool = False) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined if strict else Undefined,
+                               trim_blocks=True, lstrip_blocks=True)
+    env.filters["sh_time"] = sh_time
+    return env
+
+
+ENV = _environment()
+STRICT = _environment(strict=True)
+
+
+class TemplateInvalid(ValueError):
+    """A template that does not compile, or tries to reach what the sandbox forbids, or fails to render."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered title (inbox title, email subject) and body."""
+
+    title: str
+    body: str
+
+
+T = tuple[str, str]
+_BUILTIN: dict[str, dict[str, T]] = {
+    "events.registration.confirmed": {
+        "zh-CN": ("报名成功：{{ data.activity_title or activity.title_zh }}",
+                  "您已成功报名“{{ data.activity_title or activity.title_zh }}”。"
+                  "{% if activity.starts_at %}活动开始时间：{{ activity.starts_at | sh_time }}。{% endif %}"),
+        "en": ("Registration confirmed: {{ data.activity_title or activity.title_zh }}",
+               "Your place at \"{{ data.activity_title or activity.title_zh }}\" is confirmed."),
+    },
+    "events.registration.waitlisted": {
+        "zh-CN": ("已进入候补：{{ data.activity_title or activity.title_zh }}",
+                  "“{{ data.activity_title or activity.title_zh }}”名额已满，"
+                  "您当前候补第 {{ data.queue_position }} 位。"),
+        "en": ("Waitlisted: {{ data.activity_title or activity.title_zh }}",
+               "\"{{ data.activity_title or activity.title_zh }}\" is full; you are number "
+               "{{ data.queue_position }} on the waiting list."),
+    },
+    "events.registration.offer_made": {
+        "zh-CN": ("候补名额待确认：{{ data.activity_title or activity.title_zh }}",
+                  "“{{ data.activity_title or activity.title_zh }}”有空余名额，请在 "
+                  "{{ data.offer_expires_at | sh_time }} 前确认，逾期名额将递补给下一位。"),
+        "en": ("A seat is offered: {{ data.activity_title or activity.title_zh }}",
+               "A seat at \"{{ data.activity_title or activity.title_zh }}\" is yours if you accept before "
+               "{{ data.offer_expires_at | sh_time }} (Shanghai time)."),
+    },
+    "events.registration.offer_expired": {
+        "zh-CN": ("候补名额已过期：{{ data.activity_title or activity.title_zh }}",
+                  "您未在期限内确认“{{ data.activity_title or activity.title_zh }}”的候补名额，名额已递补给他人。"),
+        "en": ("Seat offer expired: {{ data.activity_title or activity.title_zh }}",
+               "The seat offered at \"{{ data.activity_title or activity.title_zh }}\" was not accepted in time."),
+    },
+    "events.registration.promoted": {
+        "zh-CN": ("候补转正：{{ data.activity_title or activity.title_zh }}",
+                  "您已从候补转为正式报名“{{ data.activity_title or activity.title_zh }}”。"),
+        "en": ("Promoted from the waiting list: {{ data.activity_title or activity.title_zh }}",
+               "You now hold a confirmed place at \"{{ data.activity_title or activity.title_zh }}\"."),
+    },
+    "events.registration.withdrawn": {
+        "zh-CN": ("已取消报名：{{ data.activity_title or activity.title_zh }}",
+                  "您对“{{ data.activity_title or activity.title_zh }}”的报名已取消。"),
+        "en": ("Registration withdrawn: {{ data.activity_title or activity.title_zh }}",
+               "Your registration for \"{{ data.activity_title or activity.title_zh }}\" was withdrawn."),
+    },
+    "events.activity.cancelled": {
+        "zh-CN": ("活动取消：{{ data.title_zh }}",
+                  "很抱歉，原定{% if data.starts_at %}于 {{ data.starts_at | sh_time }} 举行的{% endif %}"
+                  "“{{ data.title_zh }}”已取消，您的报名随之失效。"),
+        "en": ("Cancelled: {{ data.title_zh }}",
+               "\"{{ data.title_zh }}\"{% if data.starts_at %} ({{ data.starts_at | sh_time }}){% endif %} "
+               "has been cancelled; your registration no longer applies."),
+    },
+    "events.competition.results_published": {
+        "zh-CN": ("竞赛结果公布：{{ data.title_zh }}",
+                  "“{{ data.title_zh }}”结果已公布。{% for r in results %}{{ r.team_name }}：第 {{ r.rank }} 名"
+                  "{% if r.award %}（{{ r.award }}）{% endif %}；{% endfor %}"),
+        "en": ("Results published: {{ data.title_zh }}",
+               "Results of \"{{ data.title_zh }}\" are out.{% for r in results %} {{ r.team_name }}: rank "
+               "{{ r.rank }}{% if r.award %} ({{ r.award }}){% endif %};{% endfor %}"),
+    },
+    "matching.placement.assigned": {
+        "zh-CN": ("实习岗位分配结果：{{ data.position_title }}",
+                  "在“{{ data.round_name }}”中，您被分配到岗位“{{ data.position_title }}”。"),
+        "en": ("Placement: {{ data.position_title }}",
+               "In \"{{ data.round_name }}\" you were placed in \"{{ data.position_title }}\"."),
+    },
+    "matching.placement.unplaced": {
+        "zh-CN": ("实习岗位分配结果：未分配",
+                  "在“{{ data.round_name }}”中，您暂未被分配岗位。"
+                  "{% if data.reason %}原因：{{ data.reason }}{% endif %}"),
+        "en": ("Placement: not placed",
+               "In \"{{ data.round_name }}\" you were not placed.{% if data.reason %} Reason: {{ data.reason }}"
+               "{% endif %}"),
+    },
+    "registry.institution.registered": {
+        "zh-CN": ("新机构入驻：{{ data.name_zh }}",
+                  "{{ data.name_zh }}（{{ data.kind }}，{{ data.district }}）已登记到平台。"),
+        "en": ("New institution: {{ data.name_zh }}",
+               "{{ data.name_zh }} ({{ data.kind }}, {{ data.district }}) joined the registry."),
+    },
+    "registry.institution.status_changed": {
+        "zh-CN": ("机构状态变更：{{ data.name_zh }}", "{{ data.name_zh }} 的状态已变更为 {{ data.status }}。"),
+        "en": ("Institution status changed: {{ data.name_zh }}",
+               "The status of {{ data.name_zh }} is now {{ data.status }}."),
+    },
+}
+
+_MATCH_ZH = {"proposed": "收到新的对接提议", "accepted": "对接提议已接受", "declined": "对接提议被婉拒",
+             "expired": "对接提议已过期", "agreed": "合作协议已达成", "cancelled": "对接已取消",
+             "started": "合作已启动", "completed": "合作已完成"}
+for _status, _zh in _MATCH_ZH.items():
+    _BUILTIN[f"matching.match.{_status}"] = {
+        "zh-CN": (f"{_zh}：{{{{ data.opportunity_title }}}}",
+                  f"关于“{{{{ data.opportunity_title }}}}”的对接：{_zh}。"),
+        "en": (f"Match {_status}: {{{{ data.opportunity_title }}}}",
+               f"The match on \"{{{{ data.opportunity_title }}}}\" is now {_status}."),
+    }
+
+_CERT_ZH = {"applied": "认定申请已提交", "reviewed": "认定申请已审核", "announced": "认定结果公示",
+            "objection_raised": "公示期收到异议", "evaluated": "年度评价完成", "certified": "认定通过",
+            "rectification_required": "需要整改", "withdrawn": "认定申请已撤回", "revoked": "认定资格已撤销"}
+for _status, _zh in _CERT_ZH.items():
+    _BUILTIN[f"registry.certification.{_status}"] = {
+        "zh-CN": (f"产教融合型企业{_zh}：{{{{ data.enterprise_name }}}}",
+                  f"{{{{ data.enterprise_name }}}}（{{{{ data.batch_name }}}}）：{_zh}。"
+                  "{% if data.evaluation_result %}评价结果：{{ data.evaluation_result }}。{% endif %}"),
+        "en": (f"Certification {_status.replace('_', ' ')}: {{{{ data.enterprise_name }}}}",
+               f"{{{{ data.enterprise_name }}}} ({{{{ data.batch_name }}}}): {_status.replace('_', ' ')}."),
+    }
+
+DIGEST: dict[str, T] = {
+    "zh-CN": ("进展动态汇总（{{ items | length }} 条）",
+              "{% for i in items %}· {{ i.title }}\n  {{ i.body }}\n{% endfor %}"),
+    "en": ("Digest of {{ items | length }} updates",
+           "{% for i in items %}- {{ i.title }}\n  {{ i.body }}\n{% endfor %}"),
+}
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "events": {"activity_title": "2026 集成电路产教融合专场招聘会", "title_zh": "2026 集成电路产教融合专场招聘会",
+               "starts_at": "2026-05-20T06:00:00+00:00", "queue_position": 3,
+               "offer_expires_at": "2026-05-18T10:00:00+00:00", "results": []},
+    "matching": {"opportunity_title": "智能制造现代产业学院共建", "round_name": "2026 春季实习分配",
+                 "position_title": "芯片测试工程师助理", "reason": None},
+    "registry": {"name_zh": "上海临港经济发展（集团）有限公司", "kind": "enterprise", "district": "lingang",
+                 "status": "active", "enterprise_name": "上海临港经济发展（集团）有限公司",
+                 "batch_name": "2026 年第一批", "evaluation_result": None},
+}
+
+
+def builtin(event: str, locale: str) -> T | None:
+    """The built-in (title, body) source for an event name and locale, falling back to zh-CN."""
+    per = _BUILTIN.get(event)
+    if per is None:
+        return None
+    return per.get(locale) or per[DEFAULT_LOCALE]
+
+
+def builtin_events() -> list[str]:
+    """Every event name that has a built-in template."""
+    return sorted(_BUILTIN)
+
+
+def sample_context(event: str) -> dict[str, Any]:
+    """Example data to preview a template with."""
+    data = dict(SAMPLES.get(event.split(".", 1)[0], {}))
+    return {"data": data, "activity": {"title_zh": data.get("activity_title"), "starts_at": data.get("starts_at")},
+            "results": data.get("results", []), "event": {"name": event}}
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str, strict: bool = False) -> Template:
+    """Compile once per distinct source (compiling costs far more than rendering)."""
+    return (STRICT if strict else ENV).from_string(source)
+
+
+def check(source: str) -> None:
+    """Compile a template in the sandbox; TemplateInvalid names the defect."""
+    try:
+        ENV.from_string(source)
+    except TemplateError as exc:
+        raise TemplateInvalid(f"template does not compile: {exc}") from exc
+
+
+def render(source: T, context: dict[str, Any], *, strict: bool = False) -> Rendered:
+    """Render (title, body) in the sandbox; unsafe access (or, strict, any undefined name) raises TemplateInvalid.
+
+    Delivery renders leniently (a missing optional field prints nothing; an unsafe attribute too); previews and
+    administrators' overrides render strictly, so a template that tries Python internals is refused with a reason.
+    """
+    try:
+        title = _compiled(source[0], strict).render(context)
+        body = _compiled(source[1], strict).render(context)
+    except TemplateError as exc:  # SecurityError is a TemplateError
+        raise TemplateInvalid(f"{exc.__class__.__name__}: {exc}") from exc
+    except Exception as exc:  # a template may divide by zero or call a filter wrongly; it must not stop the service
+        raise TemplateInvalid(f"rendering failed: {exc!r}") from exc
+    return Rendered(title=" ".join(title.split())[:300], body=body.strip()[:4000])
+
+
+def fallback(event: str, context: dict[str, Any]) -> Rendered:
+    """A plain message for an event without a template (so nothing is silently dropped)."""
+    return Rendered(title=f"平台通知：{event}", body=str(context.get("data", ""))[:4000])

@@ -1,0 +1,50 @@
+"""Templates: every rule has one in both locales, rendering is sandboxed."""
+
+from __future__ import annotations
+
+import pytest
+
+from notify import templates
+from notify.dispatch import render_for
+from notify.domain import RULES
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("event", sorted(RULES))
+@pytest.mark.parametrize("locale", templates.LOCALES)
+def test_every_rule_has_a_template_that_renders_with_sample_data(event, locale):
+    src = templates.builtin(event, locale)
+    assert src is not None
+    out = templates.render(src, templates.sample_context(event))
+    assert out.title and out.body
+
+
+def test_english_is_chosen_per_locale_and_chinese_is_the_default():
+    ctx = {"data": {"title_zh": "集成电路专场招聘会", "starts_at": "2026-05-20T06:00:00+00:00"}}
+    zh = templates.render(templates.builtin("events.activity.cancelled", "zh-CN"), ctx)
+    en = templates.render(templates.builtin("events.activity.cancelled", "en"), ctx)
+    assert zh.title == "活动取消：集成电路专场招聘会" and "2026-05-20 14:00" in zh.body
+    assert en.title.startswith("Cancelled:") and "2026-05-20 14:00" in en.body
+
+
+@pytest.mark.parametrize("evil", [
+    "{{ data.__class__.__mro__[1].__subclasses__() }}",
+    "{{ ''.__class__.__base__ }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+])
+def test_templates_cannot_reach_python_internals(evil):
+    with pytest.raises(templates.TemplateInvalid):
+        templates.render((evil, "x"), {"data": {}}, strict=True)
+    try:  # delivery renders leniently: it may print nothing, but never an internal object
+        lenient = templates.render((evil, "x"), {"data": {}})
+    except templates.TemplateInvalid:
+        return
+    assert "class" not in lenient.title and "function" not in lenient.title
+
+
+def test_a_broken_override_falls_back_to_a_plain_message_instead_of_dropping_it():
+    out = render_for("matching.match.proposed", "zh-CN", {"data": {"x": 1}},
+                     {("matching.match.proposed", "zh-CN"): ("{{ 1/0 }}", "b")})
+    assert "matching.match.proposed" in out.title
