@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
+from tests.deploy.support import gen
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("asyncapi_generator", ROOT / "scripts" / "asyncapi.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gen = _load_generator()
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +114,8 @@ def test_snapshots_are_current_and_nothing_breaks(generated):
     breaking, additive = gen.compare_snapshots(current)
     assert not breaking, "breaking change(s) within a topic version (publish a v2 topic instead):\n" + "\n".join(
         breaking)
-    assert not additive, ("schema snapshots in deploy/contracts are behind the code: run "
-                          "`.venv/bin/python scripts/asyncapi.py` and commit them\n" + "\n".join(additive))
+    assert not additive, ("schema snapshots in deploy/contracts are behind the code: run `.venv/bin/python "
+                          "scripts/asyncapi.py --update-snapshot` and commit them\n" + "\n".join(additive))
 
 
 # --- the breaking-change rules themselves (pure) ----------------------------------------------------------------

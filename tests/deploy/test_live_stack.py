@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.registry.tests.support import school
-from tests.deploy.test_asyncapi import gen
+from tests.deploy.support import gen
 from tests.support.harness import free_port, token
 
 pytestmark = pytest.mark.integration

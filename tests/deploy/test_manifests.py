@@ -290,5 +290,6 @@ def test_dockerfile_is_multi_stage_pinned_non_root_with_a_healthcheck():
     assert re.search(r"^USER 10001", text, re.M)
     assert re.search(r"^HEALTHCHECK .*ops\.py.*healthcheck", text, re.M)
     assert re.search(r'^ENTRYPOINT \["python", "/app/ops.py"\]', text, re.M)
+    assert "--no-deps" not in text, "the service's own dependencies (jieba, openpyxl, ...) must be installed"
     for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
         assert (ROOT / src.replace("${SERVICE}", SERVICES[0])).exists(), src

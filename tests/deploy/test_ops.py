@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import shutil
 import subprocess
@@ -13,20 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.test_asyncapi import gen
+from tests.deploy.support import gen, ops
 from tests.support.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_ops():
-    spec = importlib.util.spec_from_file_location("deploy_ops", ROOT / "deploy" / "docker" / "ops.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ops = _load_ops()
 
 
 def test_the_topics_job_creates_what_each_service_publishes_and_the_dead_letter_topics_of_what_it_reads():

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The container entry point of every service image: one image per service, one command per role.
+
+    ops.py api          the HTTP API only (RUN_WORKERS=false): scale it on request load
+    ops.py worker       outbox relay + consumers (RUN_WORKERS=true), still serving /healthz, /readyz, /metrics
+    ops.py migrate      bring the service's database to the latest Alembic revision, then exit
+    ops.py topics       create the topics the service writes to (its own and the dead-letter topics), then exit
+    ops.py healthcheck  exit 0 when GET /readyz (or /healthz with --live) answers 200 on this container's port
+
+The service is named by $SERVICE (baked into the image); the port by $PORT (8000). Everything else is the service's
+own settings, read from the environment as usual (REGISTRY_DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, JWT_SECRET, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+import urllib.request
+from typing import Any
+
+
+def service_name() -> str:
+    """The service this image runs ($SERVICE)."""
+    name = os.environ.get("SERVICE", "")
+    if not name:
+        raise SystemExit("ops.py: set SERVICE (registry, matching, events or notify)")
+    return name
+
+
+def settings() -> Any:
+    """The service's settings, read from the environment."""
+    return importlib.import_module(f"{service_name()}.config").Settings()
+
+
+def find_spec(app: Any) -> Any:
+    """The ServiceSpec an app was built from, found in its lifespan's closure (no database or broker needed)."""
+    from common.service import ServiceSpec
+
+    seen: set[int] = set()
+
+    def walk(obj: Any, depth: int) -> Any:
+        if isinstance(obj, ServiceSpec):
+            return obj
+        if depth > 64 or id(obj) in seen:
+            return None
+        seen.add(id(obj))
+        candidates = [obj.__wrapped__] if getattr(obj, "__wrapped__", None) is not None else []
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                candidates.append(cell.cell_contents)
+            except ValueError:
+                continue
+        return next((s for s in (walk(c, depth + 1) for c in candidates) if s is not None), None)
+
+    spec = walk(app.router.lifespan_context, 0)
+    if spec is None:
+        raise RuntimeError("could not find the ServiceSpec of the app")
+    return spec
+
+
+def topics_of(spec: Any) -> list[str]:
+    """Every topic a service writes to: what it publishes, and the dead-letter topics of what it consumes."""
+    from common.events import dead_letter_topic
+
+    consumed = {sub.topic for c in spec.consumers for sub in c.subscriptions}
+    return sorted(set(spec.published_topics) | consumed | {dead_letter_topic(t) for t in consumed})
+
+
+def uvicorn_argv(port: int) -> list[str]:
+    """The uvicorn command line of the service's app factory."""
+    return [sys.executable, "-m", "uvicorn", "--factory", f"{service_name()}.main:create_app",
+            "--host", "0.0.0.0",  # noqa: S104 (inside a container: the pod/container network is the boundary)
+            "--port", str(port), "--no-access-log", "--proxy-headers", "--forwarded-allow-ips", "*",
+            "--timeout-graceful-shutdown", "20"]
+
+
+def run_server(*, workers: bool) -> None:
+    """Replace this process with uvicorn serving the app, with or without the background workers."""
+    os.environ["RUN_WORKERS"] = "true" if workers else "false"
+    port = int(os.environ.get("PORT", "8000"))
+    argv = uvicorn_argv(port)
+    os.execv(argv[0], argv)  # noqa: S606 (the server replaces this process: signals reach uvicorn)
+
+
+def migrate() -> None:
+    """Run the service's Alembic migrations to head."""
+    from common.migrations import upgrade
+
+    config = importlib.import_module(f"{service_name()}.config")
+    upgrade(config.MIGRATIONS, config.Settings().database_url)
+    print(f"{service_name()}: database at head", flush=True)
+
+
+def create_topics() -> None:
+    """Create the service's topics with the configured partitions and replication (existing ones are kept)."""
+    from common.service import ensure_topics
+
+    s = settings()
+    spec = find_spec(importlib.import_module(f"{service_name()}.main").create_app(s))
+    topics = topics_of(spec)
+
+    async def go() -> None:
+        delay = 1.0
+        for attempt in range(30):
+            try:
+                await ensure_topics(s.kafka_bootstrap_servers, topics, partitions=s.topic_partitions,
+                                    replication=s.topic_replication)
+                return
+            except Exception as exc:  # the broker may still be starting: retry with backoff, then give up
+                print(f"broker not ready ({exc!r}); retry {attempt + 1}", flush=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        raise SystemExit("could not reach the broker")
+
+    asyncio.run(go())
+    print(f"{service_name()}: topics ready: {', '.join(topics)}", flush=True)
+
+
+def healthcheck(*, live: bool) -> int:
+    """0 when the local /readyz (or /healthz) answers 200, else 1."""
+    url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/{'healthz' if live else 'readyz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return 0 if resp.status == 200 else 1
+    except OSError:
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch one of the commands."""
+    ap = argparse.ArgumentParser(description="run one role of a platform service")
+    ap.add_argument("command", choices=["api", "worker", "migrate", "topics", "healthcheck"])
+    ap.add_argument("--live", action="store_true", help="healthcheck: liveness (/healthz) instead of readiness")
+    args = ap.parse_args(argv)
+    if args.command in ("api", "worker"):
+        run_server(workers=args.command == "worker")
+    elif args.command == "migrate":
+        migrate()
+    elif args.command == "topics":
+        create_topics()
+    else:
+        return healthcheck(live=args.live)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
