@@ -77,34 +77,8 @@ def service_names() -> list[str]:
 
 
 def find_spec(app: Any) -> Any:
-    """The ServiceSpec a service's app was built from, found in its lifespan's closure."""
-    from common.service import ServiceSpec
-
-    seen: set[int] = set()
-
-    def walk(obj: Any, depth: int) -> Any:
-        if isinstance(obj, ServiceSpec):
-            return obj
-        if depth > 64 or id(obj) in seen:
-            return None
-        seen.add(id(obj))
-        fn = getattr(obj, "__wrapped__", None)
-        candidates = [fn] if fn is not None else []
-        for cell in getattr(obj, "__closure__", None) or ():
-            try:
-                candidates.append(cell.cell_contents)
-            except ValueError:
-                continue
-        for c in candidates:
-            found = walk(c, depth + 1)
-            if found is not None:
-                return found
-        return None
-
-    spec = walk(app.router.lifespan_context, 0)
-    if spec is None:
-        raise RuntimeError("could not find the ServiceSpec of the app (common.service changed?)")
-    return spec
+    """The ServiceSpec a service's app was built from (kept on app.state by common.service)."""
+    return app.state.spec
 
 
 def read_platform() -> Platform:

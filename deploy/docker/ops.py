@@ -36,37 +36,15 @@ def settings() -> Any:
 
 
 def find_spec(app: Any) -> Any:
-    """The ServiceSpec an app was built from, found in its lifespan's closure (no database or broker needed)."""
-    from common.service import ServiceSpec
-
-    seen: set[int] = set()
-
-    def walk(obj: Any, depth: int) -> Any:
-        if isinstance(obj, ServiceSpec):
-            return obj
-        if depth > 64 or id(obj) in seen:
-            return None
-        seen.add(id(obj))
-        candidates = [obj.__wrapped__] if getattr(obj, "__wrapped__", None) is not None else []
-        for cell in getattr(obj, "__closure__", None) or ():
-            try:
-                candidates.append(cell.cell_contents)
-            except ValueError:
-                continue
-        return next((s for s in (walk(c, depth + 1) for c in candidates) if s is not None), None)
-
-    spec = walk(app.router.lifespan_context, 0)
-    if spec is None:
-        raise RuntimeError("could not find the ServiceSpec of the app")
-    return spec
+    """The ServiceSpec a service's app was built from (kept on app.state by common.service)."""
+    return app.state.spec
 
 
 def topics_of(spec: Any) -> list[str]:
     """Every topic a service writes to: what it publishes, and the dead-letter topics of what it consumes."""
-    from common.events import dead_letter_topic
+    from common.service import topics_for
 
-    consumed = {sub.topic for c in spec.consumers for sub in c.subscriptions}
-    return sorted(set(spec.published_topics) | consumed | {dead_letter_topic(t) for t in consumed})
+    return topics_for(spec)
 
 
 def uvicorn_argv(port: int) -> list[str]:

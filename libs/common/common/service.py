@@ -88,9 +88,8 @@ class Runtime:
         self.tasks: list[asyncio.Task] = []
 
     def topics(self) -> list[str]:
-        """Every topic this service writes to: what it publishes and the dead-letter topics of what it consumes."""
-        consumed = [sub.topic for c in self.spec.consumers for sub in c.subscriptions]
-        return sorted(set(self.spec.published_topics) | set(consumed) | {dead_letter_topic(t) for t in consumed})
+        """Every topic this service writes to (see `topics_for`)."""
+        return topics_for(self.spec)
 
     async def _start_broker_side(self) -> None:
         """Create topics and start the producer, retrying while the broker is away (the API serves meanwhile)."""
@@ -161,6 +160,12 @@ class Runtime:
         return problems
 
 
+def topics_for(spec: ServiceSpec) -> list[str]:
+    """Every topic a service writes to: what it publishes, what it consumes, and their dead-letter topics."""
+    consumed = {sub.topic for c in spec.consumers for sub in c.subscriptions}
+    return sorted(set(spec.published_topics) | consumed | {dead_letter_topic(t) for t in consumed})
+
+
 async def ensure_topics(bootstrap: str, topics: list[str], *, partitions: int, replication: int = 1) -> None:
     """Create topics explicitly (the broker does not auto-create); existing ones are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="topic-setup")
@@ -209,6 +214,7 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
             await runtime.stop()
 
     app = FastAPIOffline(title=spec.title, description=spec.description, version=spec.version, lifespan=lifespan)
+    app.state.spec = spec  # what the service is made of, for tools (ops commands, the AsyncAPI generator)
     app.state.verifier = TokenVerifier(
         secret=s.jwt_secret, algorithms=s.jwt_algorithms, audience=s.jwt_audience, issuer=s.jwt_issuer,
         jwks_url=s.jwks_url,
