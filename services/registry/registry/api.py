@@ -14,7 +14,13 @@ from registry import service, transfer
 from registry.domain import PERSONAL_FIELDS, District, Industry, InstitutionKind, InstitutionStatus, etag
 from registry.models import Institution
 from registry.schemas import (
-    ImportReport, InstitutionCreate, InstitutionPublic, InstitutionUpdate, MergeRequest, Page, RevisionPublic,
+    ImportReport,
+    InstitutionCreate,
+    InstitutionPublic,
+    InstitutionUpdate,
+    MergeRequest,
+    Page,
+    RevisionPublic,
     StatusChange,
 )
 
@@ -46,10 +52,10 @@ async def register_institution(
     body: InstitutionCreate, session: SessionDep, runtime: RuntimeDep, actor: RegistryWriter, response: Response,
 ) -> InstitutionPublic:
     """Register an institution (office administrators and integrations); duplicates by USCC or school code get 409."""
-    inst = await service.register_institution(session=session, stager=runtime.stager, data=body, actor=actor)
-    response.headers["Location"] = f"/institutions/{inst.id}"
-    response.headers["ETag"] = etag(inst.version)
-    return present(inst, actor)
+    row = await service.register_institution(session=session, stager=runtime.stager, data=body, actor=actor)
+    response.headers["Location"] = f"/institutions/{row['id']}"
+    response.headers["ETag"] = etag(row["version"])
+    return present(row, actor)
 
 
 @router.get("", response_model=Page[InstitutionPublic])
@@ -117,9 +123,9 @@ async def get_institution(
         snap = await service.institution_as_of(session=session, institution_id=institution_id, at=when)
         response.headers["ETag"] = etag(snap["version"])
         return present(snap, viewer)
-    inst = await service.get_institution(session=session, institution_id=institution_id)
-    response.headers["ETag"] = etag(inst.version)
-    return present(inst, viewer)
+    row = await service.read_institution(session=session, institution_id=institution_id)
+    response.headers["ETag"] = etag(row["version"])
+    return present(row, viewer)
 
 
 @router.patch("/{institution_id}", response_model=InstitutionPublic)
@@ -167,8 +173,6 @@ async def merge_institution(
     response: Response, if_match: IfMatch = None,
 ) -> InstitutionPublic:
     """Withdraw this duplicate into `successor_id` (office only); the merged event names the successor."""
-    if body.successor_id == institution_id:
-        raise Unprocessable("an institution cannot be merged into itself")
     inst = await service.merge_institutions(
         session=session, stager=runtime.stager, institution_id=institution_id, successor_id=body.successor_id,
         reason=body.reason, if_match=if_match, actor=actor,

@@ -180,7 +180,7 @@ def check_if_match(if_match: str | None, current_version: int) -> None:
     versions = {t.removeprefix("W/").strip('"') for t in tags}
     if str(current_version) not in versions:
         raise PreconditionFailed(
-            f"the record changed since you read it: If-Match {if_match} but the current ETag is {etag(current_version)}",
+            f"the record changed since you read it: If-Match {if_match}, current ETag {etag(current_version)}",
             current_etag=etag(current_version),
         )
 
@@ -245,7 +245,7 @@ class CertAction(StrEnum):
     OBJECT = "object"
     DISMISS_OBJECTION = "dismiss_objection"
     UPHOLD_OBJECTION = "uphold_objection"
-    EVALUATE_PASS = "evaluate_pass"
+    EVALUATE_PASS = "evaluate_pass"  # noqa: S105 (an action name, not a secret)
     EVALUATE_RECTIFY = "evaluate_rectify"
     EVALUATE_FAIL = "evaluate_fail"
     WITHDRAW = "withdraw"
@@ -315,12 +315,13 @@ def next_cert_status(
         raise InvalidTransition(
             f"cannot {action.value} a certification that is {status.value}; allowed from {status.value}: "
             f"{', '.join(allowed) or 'nothing (final state)'}",
-            status=status.value, action=action.value, allowed=allowed,
+            current_status=status.value, action=action.value, allowed=allowed,
         )
     if action == CertAction.OBJECT and objection_deadline is not None and now is not None and now > objection_deadline:
         raise InvalidTransition(
             f"the objection window closed at {objection_deadline.isoformat()}",
-            status=status.value, action=action.value, allowed=[a for a in allowed if a != CertAction.OBJECT.value],
+            current_status=status.value, action=action.value,
+            allowed=[a for a in allowed if a != CertAction.OBJECT.value],
         )
     return target
 

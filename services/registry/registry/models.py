@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Index, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import JSON, Column, Field, SQLModel
 
 from common.db import UTCDateTime, add_platform_tables, new_registry, utcnow
@@ -17,6 +17,9 @@ metadata = mapper_registry.metadata
 
 # JSON everywhere, JSONB on PostgreSQL so that containment (@>) can use GIN indexes for industry and name search.
 JSONList = JSON().with_variant(JSONB(), "postgresql")
+# Search grams: a text[] on PostgreSQL, whose element statistics let the planner tell rare grams (use the GIN index)
+# from common ones (walk the name index in order and stop early); a JSON list elsewhere.
+GramList = JSON().with_variant(ARRAY(Text()), "postgresql")
 
 
 def new_id() -> str:
@@ -51,7 +54,7 @@ class Institution(Table, table=True):
     status: str = Field(default="active", max_length=20, index=True)
     successor_id: str | None = Field(default=None, max_length=36)
     certification_status: str | None = Field(default=None, max_length=20, index=True)
-    name_grams: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
+    name_grams: list[str] = Field(default_factory=list, sa_column=Column(GramList, nullable=False))
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -8,8 +8,19 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from registry.domain import (
-    SCHOOL_KINDS, AllianceKind, BaseCategory, BaseType, CertAction, District, Industry, InstitutionKind,
-    InstitutionStatus, MemberRole, MentorTitle, school_code_problem, uscc_problem,
+    SCHOOL_KINDS,
+    AllianceKind,
+    BaseCategory,
+    BaseType,
+    CertAction,
+    District,
+    Industry,
+    InstitutionKind,
+    InstitutionStatus,
+    MemberRole,
+    MentorTitle,
+    school_code_problem,
+    uscc_problem,
 )
 
 T = TypeVar("T")

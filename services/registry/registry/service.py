@@ -4,26 +4,40 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Text, and_, bindparam, exists, func, insert, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.db import utcnow
+from common.db import UTCDateTime, utcnow
 from common.errors import Conflict, Forbidden, NotFound, Unprocessable
 from common.events import EventContract
 from common.outbox import EventStager
 from registry.contracts import (
-    ContactPayload, ContactUpdated, InstitutionMerged, InstitutionPayload, InstitutionRegistered,
-    InstitutionStatusChanged, InstitutionUpdated,
+    ContactPayload,
+    ContactUpdated,
+    InstitutionMerged,
+    InstitutionPayload,
+    InstitutionRegistered,
+    InstitutionStatusChanged,
+    InstitutionUpdated,
 )
 from registry.domain import (
-    PERSONAL_FIELDS, InstitutionStatus, check_if_match, diff, name_grams, query_grams, redact_changes,
+    PERSONAL_FIELDS,
+    SCHOOL_KINDS,
+    InstitutionStatus,
+    check_if_match,
+    diff,
+    name_grams,
+    query_grams,
+    redact_changes,
 )
-from registry.models import Institution, InstitutionRevision
+from registry.models import Institution, InstitutionRevision, new_id
 from registry.schemas import InstitutionCreate, InstitutionUpdate
 
 SNAPSHOT_FIELDS = (
@@ -100,30 +114,88 @@ def duplicate_conflict(existing: Institution, field: str) -> Conflict:
     )
 
 
+def new_institution_row(data: InstitutionCreate, *, status: InstitutionStatus) -> dict[str, Any]:
+    """The full row of a new institution (version 1), ready to insert."""
+    now = utcnow()
+    row = data.model_dump(mode="json")
+    row.update(id=new_id(), status=status.value, successor_id=None, certification_status=None, version=1,
+               created_at=now, updated_at=now, name_grams=name_grams(data.name_zh, data.name_en))
+    return row
+
+
+def _snapshot_of_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {f: row[f] for f in SNAPSHOT_FIELDS}
+    out.update(id=row["id"], version=row["version"], created_at=row["created_at"].isoformat(),
+               updated_at=row["updated_at"].isoformat())
+    return out
+
+
+_JSON_COLUMNS = ("industries", "keywords")
+_ROW_COLUMNS = (*SNAPSHOT_FIELDS, "id", "version", "created_at", "updated_at", "name_grams")
+_INSERT_WITH_REVISION_SQL = (
+    "WITH added AS (INSERT INTO institutions (" + ", ".join(_ROW_COLUMNS) + ") VALUES ("  # noqa: S608
+    + ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in _ROW_COLUMNS)
+    + ") RETURNING id, version, updated_at) "
+    "INSERT INTO institution_revisions (institution_id, version, change, actor, changed_at, changes, snapshot) "
+    "SELECT id, version, 'registered', :actor, updated_at, CAST(:changes AS json), CAST(:snapshot AS json) FROM added"
+)
+# Built once from constant column names; every value is a bound parameter.
+_INSERT_WITH_REVISION = text(_INSERT_WITH_REVISION_SQL).bindparams(
+    bindparam("created_at", type_=UTCDateTime), bindparam("updated_at", type_=UTCDateTime),
+    bindparam("name_grams", type_=ARRAY(Text())),
+)
+
+
 async def add_institution(
     *, session: AsyncSession, stager: EventStager, data: InstitutionCreate, actor: str,
-) -> Institution:
-    """Add an institution inside the caller's transaction (no duplicate check-free path: it checks too)."""
-    if (dup := await find_duplicate(session, uscc=data.uscc, school_code=data.school_code)) is not None:
+    status: InstitutionStatus = InstitutionStatus.ACTIVE, check_duplicates: bool = True,
+) -> dict[str, Any]:
+    """Add an institution and its first history entry inside the caller's transaction; returns the row.
+
+    With `check_duplicates=False` the unique constraints alone refuse duplicates (an IntegrityError the caller
+    translates), which saves a round trip on the hot registration path.
+    """
+    if check_duplicates and (dup := await find_duplicate(session, uscc=data.uscc,
+                                                          school_code=data.school_code)) is not None:
         raise duplicate_conflict(*dup)
-    inst = Institution(**data.model_dump(mode="json"))
-    inst.name_grams = name_grams(inst.name_zh, inst.name_en)
-    session.add(inst)
-    await session.flush()
-    await _record(session, inst, change="registered", actor=actor,
-                  changes=redact_changes(diff({}, {f: getattr(inst, f) for f in SNAPSHOT_FIELDS})))
-    await _stage(session, stager, InstitutionRegistered, inst)
-    if any(getattr(inst, f) for f in PERSONAL_FIELDS):
-        await _stage_contact(session, stager, inst)
-    return inst
+    row = new_institution_row(data, status=status)
+    revision = {
+        "institution_id": row["id"], "version": 1, "change": "registered", "actor": actor,
+        "changed_at": row["updated_at"], "snapshot": _snapshot_of_row(row),
+        "changes": redact_changes(diff({}, {f: row[f] for f in SNAPSHOT_FIELDS})),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip, one cached prepared statement: the row and its first history entry together.
+        params = {**row, **{c: json.dumps(row[c], ensure_ascii=False) for c in _JSON_COLUMNS},
+                  "actor": actor, "changes": json.dumps(revision["changes"], ensure_ascii=False),
+                  "snapshot": json.dumps(revision["snapshot"], ensure_ascii=False)}
+        await session.execute(_INSERT_WITH_REVISION, params)
+    else:
+        await session.execute(insert(Institution.__table__).values(**row))
+        await session.execute(insert(InstitutionRevision.__table__).values(**revision))
+    await stager.stage(session, InstitutionRegistered, key=row["id"], payload=InstitutionPayload.model_validate(row))
+    if any(row[f] for f in PERSONAL_FIELDS):
+        await stager.stage(session, ContactUpdated, key=row["id"], payload=ContactPayload(
+            institution_id=row["id"], contact_name=row["contact_name"], contact_email=row["contact_email"],
+            contact_phone=row["contact_phone"], version=1,
+        ))
+    return row
 
 
 async def register_institution(
     *, session: AsyncSession, stager: EventStager, data: InstitutionCreate, actor: Principal | str,
-) -> Institution:
+) -> dict[str, Any]:
     """Add an institution; a duplicate USCC or school code is refused naming the existing record."""
-    async with session.begin():
-        return await add_institution(session=session, stager=stager, data=data, actor=actor_label(actor))
+    try:
+        async with session.begin():
+            return await add_institution(session=session, stager=stager, data=data, actor=actor_label(actor),
+                                         check_duplicates=False)
+    except IntegrityError:
+        async with session.begin():
+            dup = await find_duplicate(session, uscc=data.uscc, school_code=data.school_code)
+        if dup is None:
+            raise
+        raise duplicate_conflict(*dup) from None
 
 
 async def get_institution(*, session: AsyncSession, institution_id: str, for_update: bool = False) -> Institution:
@@ -136,6 +208,17 @@ async def get_institution(*, session: AsyncSession, institution_id: str, for_upd
     if inst is None:
         raise NotFound(f"no institution with id {institution_id}")
     return inst
+
+
+_READ_COLUMNS = [c for c in Institution.__table__.c if c.name != "name_grams"]
+
+
+async def read_institution(*, session: AsyncSession, institution_id: str) -> dict[str, Any]:
+    """One institution's current row as a mapping (the read path: no ORM identity map, no search grams)."""
+    row = (await session.execute(select(*_READ_COLUMNS).where(Institution.id == institution_id))).mappings().first()
+    if row is None:
+        raise NotFound(f"no institution with id {institution_id}")
+    return dict(row)
 
 
 def require_editor(actor: Principal, institution_id: str) -> None:
@@ -192,6 +275,8 @@ async def update_institution(
                 values[list_field] = []
         if inst.kind == "enterprise" and not values.get("uscc", inst.uscc):
             raise Unprocessable("an enterprise needs its USCC")
+        if values.get("school_code") and inst.kind not in SCHOOL_KINDS:
+            raise Unprocessable(f"a {inst.kind} has no school_code")
         if (dup := await find_duplicate(session, uscc=values.get("uscc"), school_code=values.get("school_code"),
                                         exclude_id=inst.id)) is not None:
             raise duplicate_conflict(*dup)
@@ -299,26 +384,41 @@ def json_contains(session: AsyncSession, column, value: str):
     """`column` (a JSON list) contains `value`: JSONB containment on PostgreSQL, json_each on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
         return column.op("@>")(literal([value], JSONB()))
-    return text(f"EXISTS (SELECT 1 FROM json_each({column.table.name}.{column.name}) WHERE value = :v_{id(value)})"
-                ).bindparams(**{f"v_{id(value)}": value})
+    items = func.json_each(column).table_valued("value")
+    return exists().select_from(items).where(items.c.value == value)
 
 
 def _name_filter(session: AsyncSession, q: str):
-    pattern = f"%{q.lower()}%"
-    like = or_(func.lower(Institution.name_zh).like(pattern), func.lower(Institution.name_en).like(pattern))
-    if session.get_bind().dialect.name == "postgresql":
-        grams = query_grams(q)
-        return and_(Institution.name_grams.op("@>")(literal(grams, JSONB())), like)
-    return like
+    ql = q.lower()
+    if session.get_bind().dialect.name != "postgresql":
+        return or_(func.lower(Institution.name_zh).contains(ql, autoescape=True),
+                   func.lower(Institution.name_en).contains(ql, autoescape=True))
+    gram_match = Institution.name_grams.op("@>")(literal(query_grams(q), ARRAY(Text())))
+    if len(q) <= 2:
+        return gram_match  # up to two characters the grams are the substring itself
+    # Longer queries recheck contiguity. strpos rather than LIKE '%q%': the planner's guess for an unanchored LIKE is
+    # tiny, which would hide how common the grams are (known exactly from the text[] statistics) and make it sort tens
+    # of thousands of matches instead of walking the name index until a page is full.
+    return and_(gram_match, or_(func.strpos(func.lower(Institution.name_zh), ql) > 0,
+                                func.strpos(func.lower(func.coalesce(Institution.name_en, "")), ql) > 0))
+
+
+async def _search_settings(session: AsyncSession) -> None:
+    """Plan this transaction's search with its own values, on one process (PostgreSQL).
+
+    A cached generic plan cannot see how rare a query's grams are; parallel workers' start-up dwarfs a 50-row page.
+    """
+    await session.execute(select(func.set_config("plan_cache_mode", "force_custom_plan", True),
+                                 func.set_config("max_parallel_workers_per_gather", "0", True)))
 
 
 async def list_institutions(
     *, session: AsyncSession, kind: str | None = None, district: str | None = None, industry: str | None = None,
     status: str | None = None, certification_status: str | None = None, q: str | None = None,
     limit: int = 50, cursor: str | None = None,
-) -> tuple[list[Institution], str | None]:
-    """Filter and search institutions, sorted by Chinese name then id (stable), a page at a time."""
-    stmt = select(Institution)
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Filter and search institutions, sorted by Chinese name then id (stable), a page at a time (rows as mappings)."""
+    stmt = select(*_READ_COLUMNS)
     if kind:
         stmt = stmt.where(Institution.kind == kind)
     if district:
@@ -329,11 +429,15 @@ async def list_institutions(
         stmt = stmt.where(Institution.certification_status == certification_status)
     if industry:
         stmt = stmt.where(json_contains(session, Institution.industries, industry))
-    if q and q.strip():
-        stmt = stmt.where(_name_filter(session, q.strip()))
+    q = q.strip() if q else None
+    if q:
+        stmt = stmt.where(_name_filter(session, q))
+        if session.get_bind().dialect.name == "postgresql":
+            await _search_settings(session)
     if cursor:
         name, id_ = _decode_cursor(cursor)
         stmt = stmt.where(or_(Institution.name_zh > name, and_(Institution.name_zh == name, Institution.id > id_)))
-    rows = (await session.execute(stmt.order_by(Institution.name_zh, Institution.id).limit(limit + 1))).scalars().all()
-    nxt = _encode_cursor(rows[limit - 1].name_zh, rows[limit - 1].id) if len(rows) > limit else None
-    return list(rows[:limit]), nxt
+    result = await session.execute(stmt.order_by(Institution.name_zh, Institution.id).limit(limit + 1))
+    rows = [dict(r) for r in result.mappings()]
+    nxt = _encode_cursor(rows[limit - 1]["name_zh"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    return rows[:limit], nxt

@@ -1,0 +1,120 @@
+"""HTTP routes for certified industry-education integration enterprises: batches, files, the public list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from common.auth import CurrentPrincipal, Principal, Role, require_roles
+from common.db import utcnow
+from common.errors import Forbidden
+from common.service import RuntimeDep, SessionDep
+from registry import certification
+from registry.domain import CertStatus, allowed_cert_actions
+from registry.models import Certification
+from registry.schemas import (
+    BatchCreate,
+    BatchPublic,
+    CertificationPublic,
+    CertificationStep,
+    CertifiedEnterprise,
+    PoolEntry,
+)
+
+router = APIRouter(tags=["certification"])
+Office = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN))]
+Applicant = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN, Role.INSTITUTION_ADMIN))]
+
+
+def present(cert: Certification) -> CertificationPublic:
+    """A certification file with the actions its status allows."""
+    out = CertificationPublic.model_validate(cert)
+    out.allowed_actions = allowed_cert_actions(cert.status)
+    return out
+
+
+@router.post("/certification-batches", status_code=status.HTTP_201_CREATED, response_model=BatchPublic)
+async def open_batch(body: BatchCreate, session: SessionDep, actor: Office) -> BatchPublic:
+    """Open a yearly certification batch (office)."""
+    batch = await certification.create_batch(session=session, name=body.name, year=body.year,
+                                             objection_window_days=body.objection_window_days)
+    return BatchPublic.model_validate(batch)
+
+
+@router.get("/certification-batches", response_model=list[BatchPublic])
+async def list_batches(session: SessionDep) -> list[BatchPublic]:
+    """Every certification batch (public)."""
+    return [BatchPublic.model_validate(b) for b in await certification.list_batches(session=session)]
+
+
+@router.post("/certification-batches/{batch_id}/close", response_model=BatchPublic)
+async def close_batch(batch_id: str, session: SessionDep, actor: Office) -> BatchPublic:
+    """Close a batch to new applications (office)."""
+    return BatchPublic.model_validate(await certification.close_batch(session=session, batch_id=batch_id))
+
+
+@router.post("/certifications", status_code=status.HTTP_201_CREATED, response_model=CertificationPublic)
+async def enter_pool(
+    body: PoolEntry, session: SessionDep, runtime: RuntimeDep, actor: Applicant, response: Response,
+) -> CertificationPublic:
+    """Put an enterprise into the cultivation pool: opens its certification file."""
+    cert = await certification.enter_pool(session=session, stager=runtime.stager,
+                                          institution_id=body.institution_id, actor=actor)
+    response.headers["Location"] = f"/certifications/{cert.id}"
+    return present(cert)
+
+
+@router.get("/certifications", response_model=list[CertificationPublic])
+async def list_certifications(
+    session: SessionDep, actor: CurrentPrincipal,
+    status_: Annotated[CertStatus | None, Query(alias="status")] = None,
+    batch_id: str | None = None, institution_id: str | None = None,
+) -> list[CertificationPublic]:
+    """Certification files: all for the office, only one's own for an institution administrator."""
+    if not actor.is_office:
+        if not actor.institution_id:
+            raise Forbidden("only the office and enterprises' administrators may list certification files")
+        institution_id = actor.institution_id
+    certs = await certification.list_certifications(session=session, status=status_, batch_id=batch_id,
+                                                    institution_id=institution_id)
+    return [present(c) for c in certs]
+
+
+@router.get("/certifications/{certification_id}", response_model=CertificationPublic)
+async def get_certification(certification_id: str, session: SessionDep, actor: CurrentPrincipal) -> CertificationPublic:
+    """One certification file (the office, or the enterprise's own administrators)."""
+    cert = await certification.get_certification(session=session, certification_id=certification_id)
+    if not actor.acts_for(cert.institution_id):
+        raise Forbidden("this certification file belongs to another institution")
+    return present(cert)
+
+
+@router.post("/certifications/{certification_id}/steps", response_model=CertificationPublic)
+async def take_step(
+    certification_id: str, body: CertificationStep, session: SessionDep, runtime: RuntimeDep, actor: CurrentPrincipal,
+) -> CertificationPublic:
+    """Apply a lifecycle action (apply, approve, reject, certify, announce, object, ..., withdraw, revoke)."""
+    cert = await certification.step(
+        session=session, stager=runtime.stager, certification_id=certification_id, action=body.action,
+        batch_id=body.batch_id, note=body.note, actor=actor,
+    )
+    return present(cert)
+
+
+@router.get("/certified-enterprises", response_model=list[CertifiedEnterprise])
+async def certified_enterprises(
+    session: SessionDep, year: int | None = None, batch_id: str | None = None,
+) -> list[CertifiedEnterprise]:
+    """The public list of certified industry-education integration enterprises (no login needed)."""
+    now = utcnow()
+    rows = await certification.public_list(session=session, year=year, batch_id=batch_id)
+    return [
+        CertifiedEnterprise(
+            institution_id=inst.id, enterprise_name=cert.enterprise_name, uscc=inst.uscc, district=inst.district,
+            industries=inst.industries, batch_name=batch.name if batch else None, year=batch.year if batch else None,
+            status=cert.status, announced_at=cert.announced_at, objection_deadline=cert.objection_deadline,
+            objection_window_open=bool(cert.objection_deadline and now <= cert.objection_deadline),
+        )
+        for cert, inst, batch in rows
+    ]
