@@ -49,3 +49,13 @@ def _claims(**over):
 def test_unacceptable_tokens_are_refused_with_a_reason(token, reason):
     with pytest.raises(Unauthorized, match=reason):
         verifier.verify(token)
+
+
+def test_a_remembered_token_is_refused_once_it_expires(monkeypatch):
+    v = TokenVerifier(secret=SECRET, algorithms=["HS256"], audience="cjrh-platform")
+    tok = mint_token(secret=SECRET, sub="u", roles=["member"], ttl_seconds=60)
+    assert v.verify(tok).sub == "u"
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthorized, match="expired"):
+        v.verify(tok)

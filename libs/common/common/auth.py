@@ -65,9 +65,21 @@ class TokenVerifier:
         self.audience = audience
         self.issuer = issuer
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=600) if jwks_url else None
+        self.cache_size = 10_000
+        self._accepted: dict[str, tuple[Principal, float]] = {}  # token -> (caller, expiry): skips re-verifying
 
     def verify(self, token: str) -> Principal:
-        """Decode and check a token; raise Unauthorized with the reason when it is not acceptable."""
+        """Check a token (remembering accepted ones until they expire); raise Unauthorized with the reason if not."""
+        hit = self._accepted.get(token)
+        if hit is not None and hit[1] > time.time():
+            return hit[0]
+        principal, exp = self._verify(token)
+        if len(self._accepted) >= self.cache_size:
+            self._accepted.clear()
+        self._accepted[token] = (principal, exp)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in self.algorithms:
@@ -89,10 +101,11 @@ class TokenVerifier:
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthorized("claim 'roles' must be a list of strings")
         inst = claims.get("institution_id")
-        return Principal(
+        principal = Principal(
             sub=str(claims["sub"]), roles=frozenset(roles), institution_id=str(inst) if inst else None,
             name=claims.get("name"),
         )
+        return principal, float(claims["exp"])
 
 
 def mint_token(

@@ -70,15 +70,16 @@ class EventStager:
             contract=contract, payload=payload, source=self.source, type_prefix=self.type_prefix, subject=key,
             event_id=event_id,
         )
-        await session.execute(
-            insert(self.table).values(
-                event_id=ev.id, topic=contract.topic, key=key, event_type=ev.type, payload=ev.to_bytes(),
-                created_at=utcnow(), attempts=0,
-            )
+        stmt = insert(self.table).values(
+            event_id=ev.id, topic=contract.topic, key=key, event_type=ev.type, payload=ev.to_bytes(),
+            created_at=utcnow(), attempts=0,
         )
         if not session.info.get(PENDING) and self.service and session.bind.dialect.name == "postgresql":
-            # Delivered at commit (never on rollback) to relays listening in other processes.
-            await session.execute(select(func.pg_notify(notify_channel(self.service), "")))
+            # The first event of a transaction also queues a NOTIFY, in the same round trip; PostgreSQL delivers it
+            # at commit (never on rollback) to relays listening in other processes.
+            added = stmt.returning(self.table.c.seq).cte("added")
+            stmt = select(func.pg_notify(notify_channel(self.service), "")).select_from(added)
+        await session.execute(stmt)
         session.info[PENDING] = True
         return ev
 
