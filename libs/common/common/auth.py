@@ -58,9 +58,10 @@ class TokenVerifier:
 
     def __init__(
         self, *, secret: str | None, algorithms: list[str], audience: str | None, issuer: str | None = None,
-        jwks_url: str | None = None,
+        jwks_url: str | None = None, leeway_seconds: int = 30,
     ) -> None:
         self.secret = secret
+        self.leeway = leeway_seconds
         self.algorithms = [a for a in algorithms if a.lower() != "none"]
         self.audience = audience
         self.issuer = issuer
@@ -89,7 +90,7 @@ class TokenVerifier:
             claims = jwt.decode(
                 token, key=key, algorithms=self.algorithms, audience=self.audience, issuer=self.issuer,
                 options={"require": ["sub", "exp"], "verify_aud": self.audience is not None},
-                leeway=30,
+                leeway=self.leeway,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("token has expired") from exc
