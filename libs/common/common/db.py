@@ -103,7 +103,7 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEngine:
     """An async engine for a service database; SQLite gets WAL, foreign keys and a busy timeout."""
     url = async_url(url)
     if is_sqlite(url):
