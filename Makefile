@@ -54,6 +54,9 @@ bench: install ## benchmarks: figures printed, JSON written to bench/results
 lint: install ## ruff over everything
 	@$(BIN)/ruff check libs services tests bench scripts
 
+seed: install ## demo data into a running platform (make run first): the seeds' institutions plus GENERATED=200 more
+	@$(BIN)/python -m registry.seed --url http://127.0.0.1:$${REGISTRY_PORT:-8001} --generated $${GENERATED:-200}
+
 token: install ## print a development JWT on the last line: make token ROLE=institution_admin INSTITUTION=<id>
 	@$(BIN)/python -m common.auth --role $(ROLE) $(if $(INSTITUTION),--institution $(INSTITUTION))
 
