@@ -45,9 +45,9 @@ def get_clock(request: Request) -> Clock:
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def offer_ttl(runtime, act_ttl: int | None = None) -> int:
-    """How long waitlist offers stay open."""
-    return act_ttl or runtime.settings.offer_ttl_seconds
+def offer_ttl(runtime) -> int:
+    """The service's default for how long waitlist offers stay open (an activity may set its own)."""
+    return runtime.settings.offer_ttl_seconds
 
 
 def if_match_version(if_match: str | None) -> int | None:
@@ -69,14 +69,14 @@ async def present_activity(session, act: Activity, viewer: Principal | None) -> 
     return out
 
 
-async def present_registration(session, reg: Registration, viewer: Principal,
-                               checked_in: bool | None = None) -> RegistrationPublic:
+async def present_registration(session, reg: Registration, viewer: Principal, checked_in: bool | None = None,
+                               position: int | None = -1) -> RegistrationPublic:
     """Shape a registration: the token for the registrant and the office, contact details for them and organisers."""
     out = RegistrationPublic.model_validate(reg)
-    out.queue_position = await service.queue_position(session, reg)
+    out.queue_position = await service.queue_position(session, reg) if position == -1 else position
     mine = service.owns(reg, viewer)
-    if mine or viewer.is_office:
-        out.checkin_token = reg.checkin_token
+    if not (mine or viewer.is_office):
+        out.checkin_token = None
     if not mine:
         act = await session.get(Activity, reg.activity_id)
         if not service.can_manage(act, viewer):
@@ -200,12 +200,12 @@ async def change_session_capacity(activity_id: str, session_id: str, body: Capac
 async def register(activity_id: str, body: RegistrationCreate, session: SessionDep, runtime: RuntimeDep,
                    actor: CurrentPrincipal, response: Response, clock: ClockDep):
     """Register yourself or your institution: a seat or a waitlist place; repeating it returns the same one (200)."""
-    reg, created = await service.register(session=session, stager=runtime.stager, activity_id=activity_id, data=body,
-                                          actor=actor, now=clock.now())
+    reg, created, position = await service.register(session=session, stager=runtime.stager,
+                                                    activity_id=activity_id, data=body, actor=actor, now=clock.now())
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/registrations/{reg.id}"
-    return await present_registration(session, reg, actor)
+    return await present_registration(session, reg, actor, checked_in=False if created else None, position=position)
 
 
 @router.get("/activities/{activity_id}/registrations", response_model=Page[RegistrationPublic],

@@ -100,6 +100,7 @@ class Pool(Table, table=True):
     session_id: str | None = Field(default=None, max_length=36)
     capacity: int | None = None
     next_seq: int = 1
+    open: bool = False  # taking registrations; flipped with the activity's status under this row's lock
 
 
 class Registration(Table, table=True):
