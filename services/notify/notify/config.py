@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from common.config import ServiceSettings
@@ -19,9 +19,15 @@ class Settings(ServiceSettings):
     port: int = 8004
     database_url: str = "sqlite+aiosqlite:///./.local/db/notify.db"
 
+    # consumer batches are planned in one transaction (inbox rows included), so bigger ones amortise the commit and
+    # the per-batch lookups; NOTIFY_CONSUMER_BATCH_SIZE, else the shared CONSUMER_BATCH_SIZE
+    consumer_batch_size: int = Field(2000, validation_alias=AliasChoices("notify_consumer_batch_size",
+                                                                         "consumer_batch_size"))
+
     # the background dispatcher (planning notifications into inbox rows and deliveries, then sending them)
     run_dispatcher: bool = True
     dispatch_interval_seconds: float = 0.5
+    housekeeping_interval_seconds: float = 1.0  # digests due and interrupted sends are looked for at most this often
     dispatch_batch_size: int = 200
     dispatch_concurrency: int = 16
     plan_batch_size: int = 100

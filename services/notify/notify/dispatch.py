@@ -1,4 +1,7 @@
-"""The dispatcher: plans notifications into inbox rows, deliveries and digests, and sends deliveries with retries.
+"""The dispatcher: plans notifications into deliveries and digests, and sends deliveries with retries.
+
+Inbox rows are written by the consumer when it commits (`notify.planning`); the dispatcher only sees the events that
+need email, SMS, a digest or a webhook (re-planning an inbox row it finds already written is a no-op).
 
 At most once per (event id, recipient, channel): unique constraints make planning idempotent, and a delivery is
 claimed (status `sending`, committed) before its send. A claim left behind by a process that died mid-send is never
@@ -12,7 +15,6 @@ import logging
 import time
 import uuid
 import weakref
-from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,10 +24,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from common.db import utcnow
 from common.outbox import EventStager
 from notify import templates
 from notify.channels import EmailChannel, SmsChannel, WebhookChannel
+from notify.clock import Clock, FakeClock  # noqa: F401 (FakeClock: tests import it from here)
 from notify.config import Settings
 from notify.contracts import DELIVERY_CONTRACTS, DeliveryPayload
 from notify.domain import (
@@ -36,26 +38,22 @@ from notify.domain import (
     Outcome,
     Status,
     after_attempt,
-    channels_for,
     delayed_by_quiet_hours,
     matches,
     parse_hhmm,
     quiet_release,
     retry_delay,
 )
-from notify.handlers import NEW_NOTIFICATIONS
 from notify.models import (
     Delivery,
     DigestEntry,
     InboxMessage,
-    InstitutionContact,
     Notification,
-    Preference,
     RecipientProfile,
-    TemplateOverride,
     WebhookSubscription,
     new_id,
 )
+from notify.planning import NEW_NOTIFICATIONS, Recipients, category_of, inbox_row, load_overrides, render_for
 from notify.sql import insert_ignore, insert_ignore_returning
 
 log = logging.getLogger("notify.dispatch")
@@ -75,33 +73,6 @@ def _forget(session: Session) -> None:
     session.info.pop(NEW_NOTIFICATIONS, None)
 
 
-class Clock:
-    """The time the dispatcher uses for quiet hours, retries and digests (injectable for tests)."""
-
-    def now(self) -> datetime:
-        """The current UTC time."""
-        return utcnow()
-
-
-class FakeClock(Clock):
-    """A clock set to a chosen instant; it stands still (or, ticking, runs on from there) until told to move."""
-
-    def __init__(self, at: datetime, *, ticking: bool = False) -> None:
-        self.at = at
-        self.ticking = ticking
-        self._started = time.monotonic()
-
-    def now(self) -> datetime:
-        """The time it was set to (plus the real time since, when ticking)."""
-        if self.ticking:
-            return self.at + timedelta(seconds=time.monotonic() - self._started)
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        """Move forward, e.g. advance(hours=9)."""
-        self.at += timedelta(**delta)
-
-
 def delivery_payload(d: Delivery) -> DeliveryPayload:
     """The public event payload of a delivery."""
     return DeliveryPayload(id=d.id, notification_id=d.notification_id, event_id=d.event_id, recipient=d.recipient,
@@ -119,51 +90,6 @@ async def stage_delivery(session: AsyncSession, stager: EventStager, d: Delivery
 def wake_after_commit(session: AsyncSession) -> None:
     """Ask the dispatchers to look for work once the caller's transaction commits."""
     session.info[NEW_NOTIFICATIONS] = True
-
-
-class Recipients:
-    """Everything planning needs to know about a set of recipients, loaded in a few queries."""
-
-    def __init__(self, prefs, profiles, contacts) -> None:
-        self.prefs: dict[str, dict[tuple[str, str], bool]] = prefs
-        self.profiles: dict[str, RecipientProfile] = profiles
-        self.contacts: dict[str, InstitutionContact] = contacts
-
-    @classmethod
-    async def load(cls, session: AsyncSession, recipients: set[str]) -> Recipients:
-        """Preferences, profiles and institution contacts of these recipients."""
-        names = sorted(recipients)
-        prefs: dict[str, dict[tuple[str, str], bool]] = defaultdict(dict)
-        profiles: dict[str, RecipientProfile] = {}
-        contacts: dict[str, InstitutionContact] = {}
-        inst = [r.removeprefix("institution:") for r in names if r.startswith("institution:")]
-        for i in range(0, len(names), 5000):
-            part = names[i:i + 5000]
-            for p in (await session.execute(select(Preference).where(Preference.recipient.in_(part)))).scalars():
-                prefs[p.recipient][(p.category, p.channel)] = p.enabled
-            for p in (await session.execute(
-                    select(RecipientProfile).where(RecipientProfile.recipient.in_(part)))).scalars():
-                profiles[p.recipient] = p
-        if inst:
-            for ct in (await session.execute(
-                    select(InstitutionContact).where(InstitutionContact.institution_id.in_(inst)))).scalars():
-                contacts[f"institution:{ct.institution_id}"] = ct
-        return cls(prefs, profiles, contacts)
-
-    def locale(self, r: str) -> str:
-        """The recipient's language (zh-CN unless they chose English)."""
-        p = self.profiles.get(r)
-        return p.locale if p and p.locale in templates.LOCALES else templates.DEFAULT_LOCALE
-
-    def email(self, r: str) -> str | None:
-        """Their own address first, else the institution contact's."""
-        p, ct = self.profiles.get(r), self.contacts.get(r)
-        return (p.email if p and p.email else None) or (ct.contact_email if ct else None)
-
-    def phone(self, r: str) -> str | None:
-        """Their own mobile number first, else the institution contact's."""
-        p, ct = self.profiles.get(r), self.contacts.get(r)
-        return (p.phone if p and p.phone else None) or (ct.contact_phone if ct else None)
 
 
 def quiet_window(settings: Settings, profile: RecipientProfile | None):
@@ -197,6 +123,7 @@ class Dispatcher:
         self.instance = f"dispatcher-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._stopping = False
+        self._housekeeping_at = 0.0
         self.client: httpx.AsyncClient | None = None
         self.email = EmailChannel(settings)
         _live.add(self)
@@ -237,8 +164,10 @@ class Dispatcher:
     async def tick(self) -> bool:
         """One round of work; True when a full batch came back (so more may be waiting)."""
         planned = await self.plan_pending()
-        await self.flush_digests()
-        await self.recover_interrupted()
+        if time.monotonic() >= self._housekeeping_at:  # digests wait an hour and leases minutes: no need to poll
+            self._housekeeping_at = time.monotonic() + self.s.housekeeping_interval_seconds
+            await self.flush_digests()
+            await self.recover_interrupted()
         sent = await self.send_due()
         return planned >= self.s.plan_batch_size or sent >= self.s.dispatch_batch_size
 
@@ -257,8 +186,7 @@ class Dispatcher:
             who = await Recipients.load(session, {r for n in notes for r in n.recipients})
             subs = list((await session.execute(
                 select(WebhookSubscription).where(WebhookSubscription.active.is_(True)))).scalars())
-            overrides = {(o.event, o.locale): (o.title, o.body)
-                         for o in (await session.execute(select(TemplateOverride))).scalars()}
+            overrides = await session.run_sync(load_overrides)
             now = self.clock.now()
             inbox, digests, deliveries = [], [], []
             for n in notes:
@@ -276,7 +204,7 @@ class Dispatcher:
 
     def _plan_one(self, n: Notification, who: Recipients, subs, overrides, now: datetime,
                   inbox: list, digests: list, deliveries: list) -> None:
-        cat = CATEGORIES.get(n.category) or CATEGORIES["registry"]
+        cat = category_of(n.category)
         rendered: dict[str, templates.Rendered] = {}
 
         def text(locale: str) -> templates.Rendered:
@@ -284,16 +212,13 @@ class Dispatcher:
                 rendered[locale] = render_for(n.event_name, locale, n.context, overrides)
             return rendered[locale]
 
-        for r in n.recipients:
-            chans = {Channel.INBOX} if r.startswith("public:") else channels_for(cat, who.prefs.get(r, {}))
+        for r in n.recipients:  # the consumer wrote most inbox rows already; re-planning them is a no-op
+            chans = who.channels(cat, r)
             msg = text(who.locale(r))
             if Channel.INBOX in chans:
-                inbox.append({
-                    "id": new_id(), "notification_id": n.id, "recipient": r, "category": cat.name,
-                    "priority": cat.priority.value, "title": msg.title, "body": msg.body, "event_id": n.event_id,
-                    "event_type": n.event_type, "subject": n.subject, "data": n.context.get("data") or {},
-                    "created_at": now, "read_at": None, "archived_at": None,
-                })
+                inbox.append(inbox_row(notification_id=n.id, recipient=r, cat=cat, msg=msg, event_id=n.event_id,
+                                       event_type=n.event_type, subject=n.subject, data=n.context.get("data"),
+                                       now=now))
             profile = who.profiles.get(r)
             email = who.email(r)
             if Channel.EMAIL in chans and email:
@@ -462,17 +387,4 @@ class Dispatcher:
                 d.version += 1
                 d.updated_at = now
                 await stage_delivery(session, self.stager, d)
-
-
-def render_for(event_name: str, locale: str, context: dict, overrides: dict) -> templates.Rendered:
-    """Render an event's message: an administrator's override first, then the built-in template, else a fallback."""
-    source = overrides.get((event_name, locale)) or overrides.get((event_name, templates.DEFAULT_LOCALE)) \
-        or templates.builtin(event_name, locale)
-    if source is None:
-        return templates.fallback(event_name, context)
-    try:
-        return templates.render(source, context)
-    except templates.TemplateInvalid as exc:
-        log.warning("template for %s/%s failed (%s); using the plain fallback", event_name, locale, exc)
-        return templates.fallback(event_name, context)
 

@@ -1,13 +1,14 @@
-"""What notify does with each consumed event: keep its projections, and record a notification to plan.
+"""What notify does with each consumed event: keep its projections, and queue the notification its rule asks for.
 
-Handlers stay cheap (projection upserts deferred to one statement per batch, plus one notification row); the
-dispatcher plans each notification into inbox rows, deliveries and digest entries in bulk, outside the consumer's
-hot path.
+Handlers stay cheap: projection upserts are deferred to one statement per batch, and notifications are queued and
+planned when the consumer's batch commits (`notify.planning`): inbox rows in that same transaction, and a
+notifications row for the dispatcher only when email, SMS, a digest or a webhook is due.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,11 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.consumer import Handler, PoisonMessage, Subscription, subscribe
 from common.events import CloudEvent
 from notify import contracts as c
+from notify.clock import Clock
 from notify.domain import PUBLIC_CERTIFICATION_EVENTS, RULES, registration_is_active
-from notify.models import ActivityView, InstitutionContact, Notification, RegistrationView
+from notify.models import ActivityView, InstitutionContact, RegistrationView
+from notify.planning import NEW_NOTIFICATIONS, queue_notification
 from notify.sql import defer_upsert, flush_upserts
 
-NEW_NOTIFICATIONS = "notify_new_notifications"
+__all__ = ["NEW_NOTIFICATIONS", "subscriptions"]
 
 Recipients = Callable[[AsyncSession, Any, CloudEvent], Awaitable[list[str]]]
 
@@ -32,25 +35,6 @@ def parse(model: type[BaseModel], event: CloudEvent, what: str):
         return model.model_validate(event.data)
     except ValidationError as exc:
         raise PoisonMessage(f"{what} payload invalid: {exc.errors()[:3]}") from exc
-
-
-def record_notification(
-    session: AsyncSession, event: CloudEvent, name: str, recipients: list[str], extra: dict[str, Any] | None = None,
-) -> Notification:
-    """Add the notification for a consumed event (planned later into inbox rows and deliveries)."""
-    rule = RULES[name]
-    context = {"data": event.data, "activity": {}, "results": [],
-               "event": {"name": name, "type": event.type, "subject": event.subject, "time": event.time.isoformat()}}
-    context.update(extra or {})
-    seen: set[str] = set()
-    unique = [r for r in recipients if r and not (r in seen or seen.add(r))]
-    n = Notification(
-        event_id=event.id, event_type=event.type, event_name=name, category=rule.category, subject=event.subject,
-        context=context, recipients=unique, envelope=event.model_dump(mode="json", exclude_none=True),
-    )
-    session.add(n)
-    session.info[NEW_NOTIFICATIONS] = True
-    return n
 
 
 # --- recipients per producer ---------------------------------------------------------------------------------------
@@ -116,9 +100,9 @@ async def _project_registration(session: AsyncSession, data: c.EventsRegistratio
     }, key=["id"])
 
 
-def _handler(name: str, model: type[BaseModel], recipients: Recipients | None,
+def _handler(clock: Clock, name: str, model: type[BaseModel], recipients: Recipients | None,
              project: Callable[[AsyncSession, Any], Awaitable[None]] | None = None) -> Handler:
-    """A handler for one event name: validate, project, then record the notification its rule asks for."""
+    """A handler for one event name: validate, project, then queue the notification its rule asks for."""
 
     async def handle(session: AsyncSession, event: CloudEvent) -> None:
         data = parse(model, event, name)
@@ -135,7 +119,7 @@ def _handler(name: str, model: type[BaseModel], recipients: Recipients | None,
                                      if act.starts_at else None}
         if isinstance(data, c.EventsCompetition):
             extra["results"] = [r.model_dump() for r in data.results]
-        record_notification(session, event, name, await recipients(session, data, event, name), extra)
+        queue_notification(session, clock, event, name, await recipients(session, data, event, name), extra)
 
     handle.__doc__ = f"Handle {name}: project what notify keeps, then notify whom its rule names."
     return handle
@@ -145,40 +129,41 @@ def _names(prefix: str, *statuses: str) -> list[str]:
     return [f"{prefix}.{s}" for s in statuses]
 
 
-def subscriptions(type_prefix: str) -> list[Subscription]:
-    """Every topic notify consumes, with a handler per event name it cares about."""
+def subscriptions(type_prefix: str, *, clock: Clock | None = None) -> list[Subscription]:
+    """Every topic notify consumes, with a handler per event name it cares about (`clock` stamps inbox rows)."""
+    h = partial(_handler, clock or Clock())
     table: dict[str, dict[str, Handler]] = {
         c.REGISTRY_INSTITUTION_TOPIC: {
-            n: _handler(n, c.RegistryInstitution, _institution)
+            n: h(n, c.RegistryInstitution, _institution)
             for n in _names("registry.institution", "registered", "status_changed")
         },
         c.REGISTRY_CONTACT_TOPIC: {"registry.contact.updated": project_contact},
         c.REGISTRY_CERTIFICATION_TOPIC: {
-            n: _handler(n, c.RegistryCertification, _certification)
+            n: h(n, c.RegistryCertification, _certification)
             for n in _names("registry.certification", "applied", "reviewed", "certified", "announced",
                             "objection_raised", "evaluated", "rectification_required", "withdrawn", "revoked")
         },
         c.EVENTS_ACTIVITY_TOPIC: {
-            n: _handler(n, c.EventsActivity, _cancellation if n.endswith(".cancelled") else None, _project_activity)
+            n: h(n, c.EventsActivity, _cancellation if n.endswith(".cancelled") else None, _project_activity)
             for n in _names("events.activity", "created", "published", "registration_opened",
                             "registration_closed", "started", "finished", "archived", "cancelled")
         },
         c.EVENTS_REGISTRATION_TOPIC: {
-            n: _handler(n, c.EventsRegistration, _registration, _project_registration)
+            n: h(n, c.EventsRegistration, _registration, _project_registration)
             for n in _names("events.registration", "confirmed", "waitlisted", "offer_made", "offer_expired",
                             "promoted", "withdrawn", "checked_in")
         },
         c.EVENTS_COMPETITION_TOPIC: {
-            "events.competition.results_published": _handler(
+            "events.competition.results_published": h(
                 "events.competition.results_published", c.EventsCompetition, _competition),
         },
         c.MATCHING_MATCH_TOPIC: {
-            n: _handler(n, c.MatchingMatch, _match)
+            n: h(n, c.MatchingMatch, _match)
             for n in _names("matching.match", "proposed", "accepted", "declined", "expired", "agreed", "started",
                             "completed", "cancelled")
         },
         c.MATCHING_PLACEMENT_TOPIC: {
-            n: _handler(n, c.MatchingPlacement, _placement)
+            n: h(n, c.MatchingPlacement, _placement)
             for n in _names("matching.placement", "assigned", "unplaced")
         },
     }

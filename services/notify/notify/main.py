@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         processed=processed_events,
         migrations=MIGRATIONS,
         published_topics=PUBLISHED_TOPICS,
-        consumers=[ConsumerSpec("notifications", handlers.subscriptions(settings.event_type_prefix))],
+        consumers=[ConsumerSpec("notifications", handlers.subscriptions(settings.event_type_prefix,
+                                                                          clock=clock))],
         on_startup=[start_dispatcher],
     ))
     return app

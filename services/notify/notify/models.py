@@ -66,7 +66,7 @@ class RegistrationView(Table, table=True):
 # --- notifications and what they fan out to ----------------------------------------------------------------------
 
 class Notification(Table, table=True):
-    """One consumed event that people or systems should hear about; planned once into inbox rows and deliveries."""
+    """A consumed event the dispatcher must still plan (email, SMS, digest or webhook); its inbox rows exist already."""
 
     __tablename__ = "notifications"
     __table_args__ = (

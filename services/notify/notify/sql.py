@@ -2,24 +2,53 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 
-def _insert(session: AsyncSession, table: Table):
+def _insert(session: AsyncSession | Session, table: Table):
     name = session.bind.dialect.name if session.bind is not None else "postgresql"
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
 
 
-async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str, Any]], *, chunk: int = 2000) -> None:
-    """Insert many rows, silently skipping those that break a unique constraint (at-most-once fan-out)."""
+@lru_cache(maxsize=64)
+def _from_arrays(table: Table, columns: tuple[str, ...]):
+    """PostgreSQL: INSERT ... SELECT FROM unnest(one array per column), many rows in one statement and parameter set
+    (cheaper for the server and for SQLAlchemy than an executemany of one parameter set per row)."""
+    arrays = [bindparam(c, type_=ARRAY(table.c[c].type)) for c in columns]
+    u = func.unnest(*arrays).table_valued(*columns).render_derived(name="u")
+    return postgresql.insert(table).from_select(list(columns), select(*[u.c[c] for c in columns]))
+
+
+def _as_arrays(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> dict[str, list[Any]]:
+    return {c: [r[c] for r in rows] for c in columns}
+
+
+def insert_ignore_sync(session: Session, table: Table, rows: list[dict[str, Any]], *, chunk: int = 5000) -> None:
+    """Insert many rows (all with the same keys), silently skipping those that break a unique constraint."""
+    if not rows:
+        return
+    pg = session.bind.dialect.name == "postgresql"
+    columns = tuple(rows[0])
     for i in range(0, len(rows), chunk):
-        await session.execute(_insert(session, table).on_conflict_do_nothing(), rows[i:i + chunk])
+        part = rows[i:i + chunk]
+        if pg:
+            session.execute(_from_arrays(table, columns).on_conflict_do_nothing(), _as_arrays(part, columns))
+        else:
+            session.execute(_insert(session, table).on_conflict_do_nothing(), part)
+
+
+async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str, Any]], *, chunk: int = 5000) -> None:
+    """Insert many rows (all with the same keys), silently skipping those that break a unique constraint."""
+    if rows:
+        await session.run_sync(insert_ignore_sync, table, rows, chunk=chunk)
 
 
 async def insert_ignore_returning(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> list[str]:
@@ -48,37 +77,47 @@ def defer_upsert(session: AsyncSession, table: Table, row: dict[str, Any], *, ke
         pending[k] = (table, key, row)
 
 
-def _upsert_statements(dialect: str, pending: dict) -> list:
-    by_table: dict[str, list] = {}
+@lru_cache(maxsize=64)
+def _upsert(dialect: str, table: Table, key: tuple[str, ...], columns: tuple[str, ...]):
+    """One versioned upsert statement per table and column set, built once (its compiled form is cached too)."""
+    # on PostgreSQL from arrays: keys are unique within a batch (defer_upsert keeps the newest), as that needs
+    ins = _from_arrays(table, columns) if dialect == "postgresql" else sqlite.insert(table)
+    return ins.on_conflict_do_update(
+        index_elements=list(key), set_={c: ins.excluded[c] for c in columns if c not in key},
+        where=table.c.version <= ins.excluded.version,
+    )
+
+
+def _upsert_batches(dialect: str, pending: dict) -> list[tuple[Any, Any]]:
+    """(statement, parameters) pairs: one cached statement per table and column set."""
+    groups: dict[tuple, list] = {}
     for table, key, row in pending.values():
-        by_table.setdefault(table.name, []).append((table, key, row))
+        groups.setdefault((table.name, tuple(key), tuple(row)), []).append((table, row))
     out = []
-    for entries in by_table.values():
-        table, key = entries[0][0], entries[0][1]
-        rows = [e[2] for e in entries]
-        for i in range(0, len(rows), 1000):
-            ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(rows[i:i + 1000])
-            out.append(ins.on_conflict_do_update(
-                index_elements=key, set_={c: ins.excluded[c] for c in rows[0] if c not in key},
-                where=table.c.version <= ins.excluded.version,
-            ))
+    for (_, key, columns), entries in groups.items():
+        rows = [r for _, r in entries]
+        stmt = _upsert(dialect, entries[0][0], key, columns)
+        out.append((stmt, _as_arrays(rows, columns) if dialect == "postgresql" else rows))
     return out
+
+
+def run_pending_upserts(session: Session) -> None:
+    """Run the queued upserts now, on the sync session (inside the async session's greenlet)."""
+    pending = session.info.pop(PENDING_UPSERTS, None)
+    if pending:
+        for stmt, rows in _upsert_batches(session.bind.dialect.name, pending):
+            session.execute(stmt, rows)
 
 
 async def flush_upserts(session: AsyncSession) -> None:
     """Run the queued upserts now (before reading a projection in the same transaction)."""
-    pending = session.info.pop(PENDING_UPSERTS, None)
-    if pending:
-        for stmt in _upsert_statements(session.bind.dialect.name, pending):
-            await session.execute(stmt)
+    if session.info.get(PENDING_UPSERTS):
+        await session.run_sync(run_pending_upserts)
 
 
 @sa_event.listens_for(Session, "before_commit")
 def _run_pending_upserts(session: Session) -> None:
-    pending = session.info.pop(PENDING_UPSERTS, None)
-    if pending:
-        for stmt in _upsert_statements(session.bind.dialect.name, pending):
-            session.execute(stmt)  # a sync call inside the async session's greenlet, as SQLAlchemy allows
+    run_pending_upserts(session)  # a sync call inside the async session's greenlet, as SQLAlchemy allows
 
 
 @sa_event.listens_for(Session, "after_rollback")

@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, Undefined
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from notify.domain import SHANGHAI
@@ -217,12 +217,99 @@ def check(source: str) -> None:
         raise TemplateInvalid(f"template does not compile: {exc}") from exc
 
 
+# --- rendering, memoised on what a template actually reads -----------------------------------------------------
+#
+# A fan-out or a burst of registrations renders the same template with contexts that differ only in fields the
+# template never reads (ids, participants). The key is the template source plus the values of the context paths it
+# reads (`data.activity_title`, or a whole name such as `results`), so a hit is exactly what rendering would produce.
+
+_NONDETERMINISTIC = frozenset({"random", "lipsum"})
+_RENDERED: dict[tuple, Rendered] = {}
+_RENDERED_MAX = 4096
+
+
+class _Uncacheable(Exception):
+    """A context value whose rendering could depend on more than its JSON value (caching would be unsafe)."""
+
+
+@lru_cache(maxsize=512)
+def _reads(source: str) -> tuple[tuple[str, ...], ...] | None:
+    """The context paths a template reads: (name,) or (name, attribute); None when it must not be memoised."""
+    try:
+        tree = ENV.parse(source)
+    except TemplateError:
+        return None
+    if any(f.name in _NONDETERMINISTIC for f in tree.find_all(nodes.Filter)):
+        return None
+    paths: set[tuple[str, ...]] = set()
+    bases: set[int] = set()
+    for node in tree.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name) and node.node.ctx == "load":
+            bases.add(id(node.node))
+            paths.add((node.node.name, node.attr))
+    for node in tree.find_all(nodes.Name):
+        if node.name in _NONDETERMINISTIC:
+            return None
+        if node.ctx == "load" and id(node) not in bases:
+            paths.add((node.name,))
+    return tuple(sorted(paths))
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable, type-exact image of a JSON-like value (True, 1 and 1.0 stay distinct)."""
+    t = type(value)
+    if value is None or t in (str, int, float, bool):
+        return (t.__name__, value)
+    if t is dict:
+        if not all(type(k) is str for k in value):
+            raise _Uncacheable
+        return ("d", tuple(sorted((k, _frozen(v)) for k, v in value.items())))
+    if t in (list, tuple):
+        return (t.__name__, tuple(_frozen(v) for v in value))
+    raise _Uncacheable
+
+
+_MISSING = ("missing",)
+
+
+def _key(source: T, context: dict[str, Any], strict: bool) -> tuple | None:
+    parts: list[Any] = [source, strict]
+    for text in source:
+        paths = _reads(text)
+        if paths is None:
+            return None
+        for path in paths:
+            value = context.get(path[0], _MISSING)
+            if len(path) == 2 and type(value) is dict and not hasattr(dict, path[1]):  # data.items() reads all
+                value = value.get(path[1], _MISSING)
+            parts.append((path, value if value is _MISSING else _frozen(value)))
+    return tuple(parts)
+
+
 def render(source: T, context: dict[str, Any], *, strict: bool = False) -> Rendered:
     """Render (title, body) in the sandbox; unsafe access (or, strict, any undefined name) raises TemplateInvalid.
 
     Delivery renders leniently (a missing optional field prints nothing; an unsafe attribute too); previews and
     administrators' overrides render strictly, so a template that tries Python internals is refused with a reason.
+    Results are memoised per template and the values it reads (see above).
     """
+    try:
+        key = _key(source, context, strict)
+    except _Uncacheable:
+        key = None
+    if key is not None:
+        hit = _RENDERED.get(key)
+        if hit is not None:
+            return hit
+    out = _render(source, context, strict)
+    if key is not None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        _RENDERED[key] = out
+    return out
+
+
+def _render(source: T, context: dict[str, Any], strict: bool) -> Rendered:
     try:
         title = _compiled(source[0], strict).render(context)
         body = _compiled(source[1], strict).render(context)

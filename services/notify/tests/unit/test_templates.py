@@ -48,3 +48,20 @@ def test_a_broken_override_falls_back_to_a_plain_message_instead_of_dropping_it(
     out = render_for("matching.match.proposed", "zh-CN", {"data": {"x": 1}},
                      {("matching.match.proposed", "zh-CN"): ("{{ 1/0 }}", "b")})
     assert "matching.match.proposed" in out.title
+
+
+def test_memoised_rendering_depends_on_exactly_the_fields_a_template_reads():
+    src = templates.builtin("events.registration.confirmed", "zh-CN")
+    a = templates.render(src, {"data": {"activity_title": "招聘会", "participant_id": "u-1"}, "activity": {}})
+    b = templates.render(src, {"data": {"activity_title": "招聘会", "participant_id": "u-2"}, "activity": {}})
+    c = templates.render(src, {"data": {"activity_title": "宣讲会", "participant_id": "u-1"}, "activity": {}})
+    assert a == b and a.title == "报名成功：招聘会" and c.title == "报名成功：宣讲会"
+    whole = ("{{ data.items() | list | length }}", "{{ data['n'] }} {{ 1 if flag == 1 else 0 }}")
+    assert templates.render(whole, {"data": {"n": 1}, "flag": True}).title == "1"
+    assert templates.render(whole, {"data": {"n": 1, "m": 2}, "flag": 1}).title == "2"
+    assert templates.render(whole, {"data": {"n": 3}, "flag": 1}).body == "3 1"
+
+
+def test_templates_that_could_differ_between_renders_are_not_memoised():
+    assert templates._reads("{{ [1, 2, 3] | random }}") is None
+    assert templates._reads("{{ lipsum(1) }}") is None
