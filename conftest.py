@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from tests.support.harness import Broker, start_broker
+from tests.support.harness import Broker, current_group_suffix, start_broker
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +16,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Broker:
     yield b
     if b.owned:
         b.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_consumer_groups():
+    """Consumer groups of services started in a test begin at the topics' ends as the test starts."""
+    token = current_group_suffix.set(f".t{uuid.uuid4().hex[:8]}")
+    yield
+    current_group_suffix.reset(token)

@@ -24,8 +24,9 @@ import pytest
 
 from common.events import CloudEvent
 from registry.domain import uscc_check_char
-from tests.support.harness import fresh_database, read_topic, token
-from tests.support.processes import ServiceProcess, service_env
+from tests.support.harness import current_group_suffix, fresh_database, produce, read_topic, token
+from tests.support.poison import KINDS, enterprise_poison, enterprise_record
+from tests.support.processes import ServiceProcess, isolate_groups, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -90,6 +91,23 @@ class Workload:
             await asyncio.gather(*tasks)
 
 
+POISON_PER_KIND = int(os.environ.get("CHAOS_POISON_PER_KIND", "100"))
+
+
+async def _feed_inbound(bootstrap: str, poison: list[bytes], valid: list[bytes], broker_back: asyncio.Event) -> None:
+    """Interleave poison and valid municipal records on the inbound topic, in bursts, once the broker is back."""
+    await broker_back.wait()
+    mixed = []
+    for i, raw in enumerate(poison):
+        mixed.append(raw)
+        if i % (len(poison) // max(1, len(valid))) == 0 and valid:
+            mixed.append(valid.pop())
+    mixed += valid
+    for start in range(0, len(mixed), 100):
+        await produce(bootstrap, "municipal.enterprise.v1", mixed[start:start + 100], key=None)
+        await asyncio.sleep(2)
+
+
 async def _faults(broker, procs: dict[str, ServiceProcess], log: list[str], windows: dict) -> None:
     t0 = time.monotonic()
 
@@ -118,6 +136,7 @@ async def _faults(broker, procs: dict[str, ServiceProcess], log: list[str], wind
     await at(4 + BROKER_OUTAGE)
     windows["broker_down"][1] = time.monotonic()
     await asyncio.to_thread(broker.start)
+    windows["broker_back"].set()
     note("broker started")
     await at(40)
     await bounce("registry-worker")
@@ -136,6 +155,8 @@ async def test_faults_lose_nothing_and_duplicate_nothing_visible(broker, tmp_pat
     if not broker.owned:
         pytest.skip("needs a broker this test session started")
     dbs = {s: await fresh_database(s) for s in ("registry", "matching", "notify")}
+    for s in dbs:
+        await isolate_groups(s, bootstrap=broker.bootstrap, suffix=current_group_suffix.get())
     logs = tmp_path
     procs = {
         "registry-api": ServiceProcess("registry", "api", service_env(
@@ -155,10 +176,15 @@ async def test_faults_lose_nothing_and_duplicate_nothing_visible(broker, tmp_pat
     for p in procs.values():
         p.wait_alive()
     fault_log: list[str] = []
-    windows: dict = {}
+    windows: dict = {"broker_back": asyncio.Event()}
     workload = Workload(procs["registry-api"].url)
+    poison = [enterprise_poison(i, kind, valid_uscc=_uscc(500_000 + i))
+              for i, kind in enumerate(k for k in KINDS for _ in range(POISON_PER_KIND))]
+    valid_usccs = [_uscc(900_000 + i) for i in range(20)]
+    valid = [enterprise_record(u, f"市场监管推送企业{n}") for n, u in enumerate(valid_usccs)]
     try:
-        await asyncio.gather(workload.run(DURATION), _faults(broker, procs, fault_log, windows))
+        await asyncio.gather(workload.run(DURATION), _faults(broker, procs, fault_log, windows),
+                             _feed_inbound(broker.bootstrap, poison, list(valid), windows["broker_back"]))
         down_from, down_to = windows["broker_down"]
         acked_while_broker_down = sum(1 for t in workload.acknowledged_at if down_from <= t <= down_to)
         acknowledged = set(workload.acknowledged)
@@ -195,6 +221,24 @@ async def test_faults_lose_nothing_and_duplicate_nothing_visible(broker, tmp_pat
                 event_ids[key].add(ev.id)
                 deliveries[ev.id] += 1
 
+        group = f"registry.municipal{current_group_suffix.get()}"
+        poison_set = set(poison)
+        dlq = await read_topic(
+            broker.bootstrap, "municipal.enterprise.v1.dlq", timeout=120,
+            until=lambda rs: len({r.value for r in rs if dict(r.headers).get("dlq.consumer", b"").decode() == group}
+                                 & poison_set) >= len(poison_set))
+        ours = [r for r in dlq if dict(r.headers).get("dlq.consumer", b"").decode() == group]
+        dlq_values = Counter(r.value for r in ours)
+        dlq_unexpected = [v for v in dlq_values if v not in poison_set]
+        dlq_twice = [v for v, n in dlq_values.items() if n > 1]
+        without_reason = [r for r in ours if not dict(r.headers).get("dlq.reason")]
+        reg = await asyncpg.connect(dbs["registry"])
+        try:
+            upserted = {r["uscc"] for r in await reg.fetch(
+                "SELECT uscc FROM institutions WHERE uscc = ANY($1::text[])", valid_usccs)}
+        finally:
+            await reg.close()
+
         lost_rows = acknowledged - stored
         unexplained = stored - acknowledged - {k for k in stored if k not in workload.acknowledged}
         no_event = [k for k in stored if len(event_ids[k]) == 0]
@@ -213,6 +257,9 @@ async def test_faults_lose_nothing_and_duplicate_nothing_visible(broker, tmp_pat
               f"inbox {len(lost_in_inbox)}; duplicated: events {len(several_events)}, inbox {len(duplicated_in_inbox)}")
         print(f"5xx other than 503+Retry-After and other violations: {len(workload.violations)}")
         print(f"writes acknowledged while the broker was down: {acked_while_broker_down}")
+        print(f"poison sent {len(poison)} ({len(KINDS)} kinds), dead-lettered {sum(dlq_values.values())} "
+              f"(unexpected {len(dlq_unexpected)}, twice {len(dlq_twice)}, without reason {len(without_reason)}); "
+              f"valid municipal records applied {len(upserted)} of {len(valid_usccs)}")
 
         assert not workload.violations, workload.violations[:5]
         assert acked_while_broker_down > 0, "writes keep succeeding while the broker is down"
@@ -220,6 +267,8 @@ async def test_faults_lose_nothing_and_duplicate_nothing_visible(broker, tmp_pat
         assert not no_event and not several_events
         assert not lost_in_matching
         assert not lost_in_inbox and not duplicated_in_inbox
+        assert set(dlq_values) == poison_set and not dlq_twice and not without_reason
+        assert upserted == set(valid_usccs)
     finally:
         for p in procs.values():
             p.stop()

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from fastapi import FastAPI
 
 from common.auth import mint_token
 from common.config import ServiceSettings
-from common.service import Runtime
+from common.service import Runtime, ensure_topics, topics_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "scripts" / "broker.py"
@@ -135,11 +136,14 @@ async def run_service(
     **overrides: Any,
 ) -> AsyncIterator[Service]:
     """Start a service in-process against the real broker and database; stop it cleanly afterwards."""
-    defaults = {"log_json": False, "outbox_sweep_seconds": 0.2, "consumer_backoff_seconds": 0.05}
+    defaults = {"log_json": False, "outbox_sweep_seconds": 0.2, "consumer_backoff_seconds": 0.05,
+                "consumer_group_suffix": current_group_suffix.get()}
     settings = settings_cls(
         database_url=db_url, kafka_bootstrap_servers=broker.bootstrap, **{**defaults, **overrides},
     )
     app = create_app(settings)
+    if settings.consumer_group_suffix:
+        await start_groups_at_end(app, settings)
     async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60):
         runtime: Runtime = app.state.runtime
         await asyncio.wait_for(runtime.producer_ready.wait(), timeout=60)
@@ -149,6 +153,37 @@ async def run_service(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{settings.service_name}") as http:
             yield Service(app=app, runtime=runtime, http=http)
+
+
+# Each test's consumer groups get their own suffix (set by an autouse fixture), so a test's services see the events
+# produced during that test, not the backlog other tests left on the shared topics.
+current_group_suffix: ContextVar[str] = ContextVar("current_group_suffix", default="")
+
+
+async def start_groups_at_end(app: FastAPI, settings: ServiceSettings) -> None:
+    """Create the service's topics and, for consumer groups new to this test, commit the current end offsets."""
+    spec = app.state.spec
+    await ensure_topics(settings.kafka_bootstrap_servers, topics_for(spec), partitions=settings.topic_partitions)
+    for c in spec.consumers:
+        group = f"{settings.service_name}.{c.name}{settings.consumer_group_suffix}"
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = []
+            for sub in c.subscriptions:
+                parts = consumer.partitions_for_topic(sub.topic)
+                if parts is None:
+                    await consumer._client.force_metadata_update()
+                    parts = consumer.partitions_for_topic(sub.topic) or set()
+                tps += [TopicPartition(sub.topic, p) for p in parts]
+            consumer.assign(tps)
+            if any([await consumer.committed(tp) is not None for tp in tps]):
+                continue  # the group already ran in this test (a restart): it resumes where it stopped
+            ends = await consumer.end_offsets(tps)
+            await consumer.commit({tp: off for tp, off in ends.items()})
+        finally:
+            await consumer.stop()
 
 
 async def wait_until(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.harness import ROOT, free_port
+from tests.support.harness import ROOT, current_group_suffix, free_port, start_groups_at_end
 
 
 @dataclass
@@ -76,11 +77,20 @@ class ServiceProcess:
         raise TimeoutError(f"{self.service}/{self.role} not alive after {timeout}s")
 
 
+async def isolate_groups(service: str, *, bootstrap: str, suffix: str) -> None:
+    """Start the service's consumer groups (with `suffix`) at the topics' current ends, as in-process tests do."""
+    main = importlib.import_module(f"{service}.main")
+    settings_cls = importlib.import_module(f"{service}.config").Settings
+    settings = settings_cls(kafka_bootstrap_servers=bootstrap, consumer_group_suffix=suffix)
+    await start_groups_at_end(main.create_app(settings), settings)
+
+
 def service_env(service: str, *, db_url: str, bootstrap: str, run_workers: bool, **extra: str) -> dict:
-    """Environment for one service process."""
+    """Environment for one service process (its consumer groups carry the current test's suffix)."""
     prefix = service.upper()
     env = dict(os.environ)
     env.update({
+        "CONSUMER_GROUP_SUFFIX": current_group_suffix.get(),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, f"{prefix}_DATABASE_URL": db_url,
         "RUN_WORKERS": "true" if run_workers else "false", "LOG_LEVEL": "WARNING",
         f"{prefix}_RUN_MIGRATIONS": "true", "OUTBOX_SWEEP_SECONDS": "0.5",

@@ -39,6 +39,7 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_seconds: float = _shared("CONSUMER_BACKOFF_SECONDS", 0.2)
     consumer_batch_size: int = _shared("CONSUMER_BATCH_SIZE", 500)
     run_workers: bool = _shared("RUN_WORKERS", True)
+    consumer_group_suffix: str = _shared("CONSUMER_GROUP_SUFFIX", "")  # e.g. per test, or a blue/green deployment
 
     log_level: str = _shared("LOG_LEVEL", "INFO")
     log_json: bool = _shared("LOG_JSON", True)

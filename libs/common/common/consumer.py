@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from sqlalchemy import Table, insert, select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.context import correlation_id_var, event_id_var
+from common.db import is_unavailable
 from common.events import CloudEvent, MalformedEvent, dead_letter_topic
 from common.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
 
@@ -41,11 +41,7 @@ class InfrastructureUnavailable(Exception):
 
 
 def _is_infrastructure(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, InfrastructureUnavailable)):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return False
+    return isinstance(exc, InfrastructureUnavailable) or is_unavailable(exc)
 
 
 @dataclass
@@ -82,7 +78,7 @@ class EventConsumer:
     def __init__(
         self, *, name: str, service: str, bootstrap: str, subscriptions: list[Subscription],
         sessions: async_sessionmaker[AsyncSession], processed: Table, producer: AIOKafkaProducer,
-        max_attempts: int = 5, backoff_seconds: float = 0.2, batch_size: int = 500,
+        max_attempts: int = 5, backoff_seconds: float = 0.2, batch_size: int = 500, group_suffix: str = "",
     ) -> None:
         self.name = name
         self.service = service
@@ -94,7 +90,7 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.batch_size = batch_size
-        self.group_id = f"{service}.{name}"
+        self.group_id = f"{service}.{name}{group_suffix}"
         self.stats = ConsumerStats()
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = False

@@ -19,6 +19,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
@@ -86,6 +87,24 @@ def add_platform_tables(metadata: MetaData) -> tuple[Table, Table]:
     )
     Index("ix_processed_events_processed_at", processed.c.processed_at)
     return outbox, processed
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "the database is not there right now" (connection lost, starting, stopping).
+
+    Such errors are the infrastructure's, never the request's or the message's: APIs answer 503 with Retry-After and
+    consumers retry the same batch instead of dead-lettering it.
+    """
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, TimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+            state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+            if state and (state.startswith("08") or state.startswith("57P") or state == "53300"):
+                return True
+    return False
 
 
 def async_url(url: str) -> str:

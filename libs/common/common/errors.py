@@ -9,8 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from common.db import is_unavailable
 
 log = logging.getLogger("common.errors")
 
@@ -146,14 +148,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(409, "the change conflicts with existing data (a duplicate or a missing reference)",
                        slug="conflict", title="Conflict", instance=request.url.path)
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    async def _db_down(request: Request, exc: DBAPIError):
-        log.warning("database unavailable: %r", exc)
-        return problem(503, "the database is unavailable; retry shortly", slug="unavailable",
-                       headers={"Retry-After": "2"}, instance=request.url.path)
-
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
+        if is_unavailable(exc):
+            log.warning("database unavailable: %r", exc)
+            return problem(503, "the database is unavailable; retry shortly", slug="unavailable",
+                           headers={"Retry-After": "2"}, instance=request.url.path)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "an unexpected error occurred; it has been logged", instance=request.url.path)

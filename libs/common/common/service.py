@@ -81,6 +81,7 @@ class Runtime:
                 subscriptions=c.subscriptions, sessions=self.sessions, processed=spec.processed,
                 producer=self.producer, max_attempts=s.consumer_max_attempts,
                 backoff_seconds=s.consumer_backoff_seconds, batch_size=s.consumer_batch_size,
+                group_suffix=s.consumer_group_suffix,
             )
             for c in spec.consumers
         ]
