@@ -137,6 +137,7 @@ async def run_service(
 ) -> AsyncIterator[Service]:
     """Start a service in-process against the real broker and database; stop it cleanly afterwards."""
     defaults = {"log_json": False, "outbox_sweep_seconds": 0.2, "consumer_backoff_seconds": 0.05,
+                "write_rate_per_second": 0,  # storms and benchmarks write fast with one token; the limiter has its test
                 "consumer_group_suffix": current_group_suffix.get()}
     settings = settings_cls(
         database_url=db_url, kafka_bootstrap_servers=broker.bootstrap, **{**defaults, **overrides},

@@ -96,3 +96,26 @@ async def test_extension_members_never_replace_the_standard_ones():
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://u") as c:
         body = is_problem(await c.post("/x"), 409)
     assert body["status_"] == "archived" and body["allowed"] == ["publish"]
+
+
+async def test_a_caller_writing_too_fast_gets_429_with_retry_after_and_others_are_unaffected():
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(HttpMiddleware, service="unit", max_body_bytes=1000, write_rate_per_second=1, write_burst=3)
+
+    @app.post("/things")
+    async def create(body: Body):
+        return body
+
+    from tests.support.harness import token
+
+    fast, calm = {"Authorization": f"Bearer {token('member', sub='fast')}"}, {
+        "Authorization": f"Bearer {token('member', sub='calm')}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://u") as c:
+        codes = [(await c.post("/things", json={"name": "ok"}, headers=fast)).status_code for _ in range(5)]
+        assert codes == [200, 200, 200, 429, 429]
+        r = await c.post("/things", json={"name": "ok"}, headers=fast)
+        body = is_problem(r, 429)
+        assert int(r.headers["retry-after"]) >= 1 and "retry" in body["detail"]
+        assert (await c.post("/things", json={"name": "ok"}, headers=calm)).status_code == 200
+        assert (await c.get("/nowhere", headers=fast)).status_code == 404, "reads are not limited"

@@ -44,6 +44,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = _shared("LOG_LEVEL", "INFO")
     log_json: bool = _shared("LOG_JSON", True)
     max_body_bytes: int = _shared("MAX_BODY_BYTES", 1_048_576)
+    write_rate_per_second: float = _shared("WRITE_RATE_PER_SECOND", 100.0)  # per caller and process; 0 turns it off
+    write_burst: int = _shared("WRITE_BURST", 200)
 
     @property
     def event_source(self) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import math
 import sys
 import time
 import uuid
 
+import orjson
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,13 +48,59 @@ def configure_logging(*, service: str, level: str = "INFO", json_logs: bool = Tr
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-class HttpMiddleware:
-    """Pure-ASGI middleware: correlation id in and out, request metrics by route template, body-size limit (413)."""
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int) -> None:
+
+class WriteRateLimiter:
+    """A token bucket per caller for write requests: `rate` per second sustained, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, last refill)
+
+    def retry_after(self, caller: str, now: float | None = None) -> float:
+        """0 when the caller may write now (and one token is taken), else the seconds until it may."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(caller, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            if len(self._buckets) > 50_000:
+                self._buckets.clear()
+            self._buckets[caller] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[caller] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+def caller_key(scope: Scope, headers: dict[bytes, bytes]) -> str:
+    """Who is calling, for rate limiting: the token's subject (unverified; auth checks it) or the client address."""
+    auth = headers.get(b"authorization", b"")
+    if auth[:7].lower() == b"bearer ":
+        parts = auth[7:].split(b".")
+        if len(parts) == 3:
+            try:
+                padded = parts[1] + b"=" * (-len(parts[1]) % 4)
+                sub = orjson.loads(base64.urlsafe_b64decode(padded)).get("sub")
+                if isinstance(sub, str):
+                    return f"sub:{sub}"
+            except (ValueError, orjson.JSONDecodeError, AttributeError):
+                pass
+    client = scope.get("client")
+    return f"ip:{client[0] if client else 'unknown'}"
+
+
+class HttpMiddleware:
+    """Pure-ASGI middleware: correlation id, request metrics by route, body-size limit (413), write rate limit (429)."""
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int, write_rate_per_second: float = 0.0,
+                 write_burst: int = 1) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.limiter = WriteRateLimiter(write_rate_per_second, write_burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,6 +120,17 @@ class HttpMiddleware:
             self._observe(scope, 413, start)
             correlation_id_var.reset(token)
             return
+
+        if scope.get("method") in WRITE_METHODS:
+            wait = self.limiter.retry_after(caller_key(scope, headers))
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                resp = problem(429, f"too many writes from this caller; retry in {seconds} s", slug="rate-limited",
+                               title="Too many requests", headers={"Retry-After": str(seconds)})
+                await resp(scope, receive, send)
+                self._observe(scope, 429, start)
+                correlation_id_var.reset(token)
+                return
 
         received = 0
         limit = self.max_body_bytes

@@ -221,7 +221,10 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         jwks_url=s.jwks_url,
     )
     install_problem_handlers(app)
-    app.add_middleware(HttpMiddleware, service=s.service_name, max_body_bytes=s.max_body_bytes)
+    app.add_middleware(
+        HttpMiddleware, service=s.service_name, max_body_bytes=s.max_body_bytes,
+        write_rate_per_second=s.write_rate_per_second, write_burst=s.write_burst,
+    )
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:
