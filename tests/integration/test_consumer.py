@@ -118,3 +118,23 @@ async def test_a_poison_message_redelivered_after_a_crash_is_dead_lettered_once(
     await produce(broker.bootstrap, topic, [sentinel])
     dlq = await read_topic(broker.bootstrap, f"{topic}.dlq", until=lambda rs: any(r.value == sentinel for r in rs))
     assert [r.value for r in dlq] == [bad, sentinel]
+
+
+async def test_processed_ids_older_than_the_retention_are_pruned(broker):
+    import registry.main
+    from registry.config import Settings as RegistrySettings
+    from tests.support.harness import run_service
+
+    async with run_service(registry.main.create_app, RegistrySettings, broker=broker,
+                           db_url=await fresh_database("registry")) as reg:
+        t = reg.runtime.spec.processed
+        old, fresh = datetime(2020, 1, 1, tzinfo=UTC), datetime.now(UTC)
+        async with reg.runtime.engine.begin() as conn:
+            await conn.execute(insert(t), [
+                {"consumer": "c", "event_id": "old", "topic": "x", "processed_at": old},
+                {"consumer": "c", "event_id": "fresh", "topic": "x", "processed_at": fresh},
+            ])
+        assert await reg.runtime.prune_processed() == 1
+        async with reg.runtime.engine.connect() as conn:
+            left = set((await conn.execute(select(t.c.event_id).where(t.c.consumer == "c"))).scalars())
+        assert left == {"fresh"}

@@ -39,6 +39,9 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_seconds: float = _shared("CONSUMER_BACKOFF_SECONDS", 0.2)
     consumer_batch_size: int = _shared("CONSUMER_BATCH_SIZE", 500)
     run_workers: bool = _shared("RUN_WORKERS", True)
+    # Processed event ids are kept longer than any topic keeps its messages (Kafka's default is 7 days), so a
+    # redelivery is always recognised; older ids are pruned hourly by the worker.
+    processed_retention_days: float = _shared("PROCESSED_RETENTION_DAYS", 30.0)
     consumer_group_suffix: str = _shared("CONSUMER_GROUP_SUFFIX", "")  # e.g. per test, or a blue/green deployment
 
     log_level: str = _shared("LOG_LEVEL", "INFO")

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -17,13 +18,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Table, text
+from sqlalchemy import Table, delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from common.auth import TokenVerifier, security_of
 from common.config import ServiceSettings
 from common.consumer import EventConsumer, Subscription
-from common.db import create_engine, session_factory
+from common.db import create_engine, session_factory, utcnow
 from common.errors import install_problem_handlers, problem
 from common.events import dead_letter_topic
 from common.migrations import upgrade_async
@@ -109,8 +110,28 @@ class Runtime:
         self.producer_ready.set()
         if self.settings.run_workers:
             self.tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+            if self.consumers:
+                self.tasks.append(asyncio.create_task(self._prune_processed(), name="prune-processed"))
             for c in self.consumers:
                 self.tasks.append(asyncio.create_task(c.run(), name=f"consumer-{c.name}"))
+
+    async def prune_processed(self) -> int:
+        """Forget processed event ids older than the retention (they can no longer be redelivered)."""
+        cutoff = utcnow() - timedelta(days=self.settings.processed_retention_days)
+        t = self.spec.processed
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(t).where(t.c.processed_at < cutoff))
+        return result.rowcount or 0
+
+    async def _prune_processed(self) -> None:
+        while True:
+            try:
+                removed = await self.prune_processed()
+                if removed:
+                    log.info("pruned %d processed event ids", removed)
+            except Exception as exc:  # the database may be away; try again next hour
+                log.warning("pruning processed event ids failed: %r", exc)
+            await asyncio.sleep(3600)
 
     async def start(self) -> None:
         """Run migrations, then bring up the broker side in the background."""
