@@ -89,6 +89,17 @@ def add_platform_tables(metadata: MetaData) -> tuple[Table, Table]:
     return outbox, processed
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error (whichever driver raised it), or None."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if state:
+            return state
+    return None
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether a database error means "the database is not there right now" (connection lost, starting, stopping).
 
@@ -97,14 +108,10 @@ def is_unavailable(exc: BaseException) -> bool:
     """
     if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, TimeoutError)):
         return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
-            state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
-            if state and (state.startswith("08") or state.startswith("57P") or state == "53300"):
-                return True
-    return False
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    state = sqlstate(exc) or ""
+    return state.startswith(("08", "57P")) or state == "53300"
 
 
 def async_url(url: str) -> str:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from common.db import is_unavailable
+from common.db import is_unavailable, sqlstate
 
 log = logging.getLogger("common.errors")
 
@@ -136,23 +136,20 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail = f"method {request.method} is not allowed on {request.url.path}"
         return problem(exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(DataError)
-    async def _data(request: Request, exc: DataError):
-        log.info("database refused a value: %r", exc.orig)
-        return problem(422, "a value does not fit its field (too long or out of range)", slug="unprocessable",
-                       title="Unprocessable content", instance=request.url.path)
-
-    @app.exception_handler(IntegrityError)
-    async def _integrity(request: Request, exc: IntegrityError):
-        log.info("integrity error: %r", exc.orig)
-        return problem(409, "the change conflicts with existing data (a duplicate or a missing reference)",
-                       slug="conflict", title="Conflict", instance=request.url.path)
-
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         if is_unavailable(exc):
             log.warning("database unavailable: %r", exc)
             return problem(503, "the database is unavailable; retry shortly", slug="unavailable",
                            headers={"Retry-After": "2"}, instance=request.url.path)
+        state = sqlstate(exc) or ""
+        if isinstance(exc, DataError) or state.startswith("22"):
+            log.info("database refused a value: %r", exc)
+            return problem(422, "a value does not fit its field (too long or out of range)", slug="unprocessable",
+                           title="Unprocessable content", instance=request.url.path)
+        if isinstance(exc, IntegrityError) or state.startswith("23"):
+            log.info("integrity error: %r", exc)
+            return problem(409, "the change conflicts with existing data (a duplicate or a missing reference)",
+                           slug="conflict", title="Conflict", instance=request.url.path)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "an unexpected error occurred; it has been logged", instance=request.url.path)

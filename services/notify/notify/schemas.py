@@ -105,7 +105,7 @@ class WebhookCreate(BaseModel):
     """Subscribe a system to signed CloudEvents: `events` are contract names, '*' wildcards allowed."""
 
     name: str = Field(min_length=1, max_length=200)
-    url: Annotated[HttpUrl, UrlConstraints(max_length=500, allowed_schemes=["http", "https"])]
+    url: Annotated[HttpUrl, UrlConstraints(max_length=499, allowed_schemes=["http", "https"])]
     events: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         min_length=1, max_length=50, examples=[["registry.certification.*"]],
     )
