@@ -27,6 +27,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.support import BenchContext, summary_ms, table
 from common.events import CloudEvent
+from common.migrations import upgrade_async
+from events.config import MIGRATIONS
 from tests.support.harness import ROOT, auth, free_port, produce, token, wait_until
 
 STORM_REQUESTS = 600
@@ -35,6 +37,9 @@ MAX_IN_FLIGHT = 24  # below the service's connection pool, so an overloaded run 
 CONCURRENCY = 32
 RATE_PER_S = 200
 RATES = [(20, 10), (RATE_PER_S, 5)]  # (registrations/s, seconds): a sustainable rate, then the target rate
+# uvicorn worker processes serving the API (BENCH_EVENTS_WORKERS). Several are safe: the seat lock is a PostgreSQL
+# row lock, the outbox relays take turns under an advisory lock, and NOTIFY wakes every process's relay on commit.
+WORKERS = int(os.environ.get("BENCH_EVENTS_WORKERS", "1"))
 OFFICE = auth("office_admin", sub="bench-office")
 SERVICE_LOG = Path(tempfile.gettempdir()) / "bench-events-service.log"  # the service's stderr, for post-mortems
 
@@ -47,8 +52,11 @@ def _member(sub: str) -> dict:
 async def _events_process(ctx: BenchContext):
     """The events service as a uvicorn process; yields an HTTP client bound to it."""
     port = free_port()
+    db_url = await ctx.database("bench_events")
+    # Migrate once up front, as a deployment's migration job does: worker processes starting together would race.
+    await upgrade_async(MIGRATIONS, db_url)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=ctx.broker.bootstrap, LOG_LEVEL="WARNING",
-               EVENTS_DATABASE_URL=await ctx.database("bench_events"))
+               EVENTS_DATABASE_URL=db_url, EVENTS_RUN_MIGRATIONS="false")
     proc = _spawn(port, env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
@@ -69,15 +77,20 @@ async def _events_process(ctx: BenchContext):
 def _spawn(port: int, env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "events.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--log-level", "warning"],
+         "--port", str(port), "--no-access-log", "--log-level", "warning", "--workers", str(WORKERS)],
         env=env, stdout=subprocess.DEVNULL, stderr=open(SERVICE_LOG, "wb"),
         cwd=ROOT)
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU the process has used so far (Linux /proc)."""
+    """User + system CPU the process and its live descendants (uvicorn's workers) have used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return own + sum(_cpu_seconds(int(c)) for c in children)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -324,7 +337,8 @@ async def run(ctx: BenchContext) -> dict:
         correct = (confirmed == STORM_CAPACITY and waitlisted == list(range(1, STORM_REQUESTS - STORM_CAPACITY + 1))
                    and len({r["participant_id"] for r in listing}) == len(listing) == STORM_REQUESTS
                    and errors == 0)
-        print(f"storm: {STORM_REQUESTS} distinct members, {CONCURRENCY} in flight, capacity {STORM_CAPACITY}; "
+        print(f"service: {WORKERS} uvicorn worker process{'es' if WORKERS > 1 else ''} (BENCH_EVENTS_WORKERS)\n"
+              f"storm: {STORM_REQUESTS} distinct members, {CONCURRENCY} in flight, capacity {STORM_CAPACITY}; "
               f"service CPU {cpu_ms:.1f} ms per registration (HTTP, auth, ORM, outbox relay)", flush=True)
         table([
             ("registrations at the capacity boundary", round(STORM_REQUESTS / secs, 1), confirmed,
@@ -353,7 +367,7 @@ async def run(ctx: BenchContext) -> dict:
     print(f"(1-minute load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores: "
           "the service, PostgreSQL, the broker and this load generator share them)", flush=True)
     return {
-        "load_average": [round(load_before, 1), round(load_after, 1)],
+        "load_average": [round(load_before, 1), round(load_after, 1)], "workers": WORKERS,
         "storm": {"requests": STORM_REQUESTS, "capacity": STORM_CAPACITY, "concurrency": CONCURRENCY,
                   "registrations_per_s": round(STORM_REQUESTS / secs, 1), "confirmed": confirmed,
                   "waitlisted": len(waitlisted), "correct": correct, "errors": errors,

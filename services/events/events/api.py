@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, require_roles
 from common.errors import Unprocessable
-from common.service import RuntimeDep, SessionDep
+from common.service import Runtime, SessionDep
 from events import ical, service
 from events.clock import Clock
 from events.domain import allowed_transitions
@@ -37,12 +37,20 @@ router = APIRouter(tags=["activities"])
 Organising = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN, Role.INSTITUTION_ADMIN))]
 
 
-def get_clock(request: Request) -> Clock:
+# Both dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, and two
+# thread hand-offs per request cost more CPU than the rest of the dependency solving.
+async def get_clock(request: Request) -> Clock:
     """The service's clock (shifted in tests)."""
     return request.app.state.clock
 
 
+async def get_runtime(request: Request) -> Runtime:
+    """The running service's resources (the same object as common.service.get_runtime returns)."""
+    return request.app.state.runtime
+
+
 ClockDep = Annotated[Clock, Depends(get_clock)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def offer_ttl(runtime) -> int:

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, require_roles
-from common.service import RuntimeDep, SessionDep
+from common.service import SessionDep
 from events import competitions
-from events.api import ClockDep
+from events.api import ClockDep, RuntimeDep
 from events.domain import AwardTier
 from events.models import Registration, Team
 from events.schemas import Page

@@ -3,10 +3,12 @@ transaction. Seats are counted under a lock on the pool row (SELECT ... FOR UPDA
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from datetime import datetime
+from types import SimpleNamespace
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -339,13 +341,112 @@ async def existing_registration(
         return reg, False, await queue_position(session, reg)
 
 
+class RegistrationRow(SimpleNamespace):
+    """A registration's column values, read or written with Core statements (shaped like `Registration`)."""
+
+
+_REG = Registration.__table__
+_POOL = Pool.__table__
+_ACT = Activity.__table__
+_HOLDS_SEAT = [s.value for s in domain.HOLDS_SEAT]
+_ACTIVE = [s.value for s in domain.ACTIVE]
+
+# The registration hot path as three fixed Core statements (compiled once, cached by SQLAlchemy): no ORM loads,
+# no unit-of-work flush, no identity map.
+_CLAIM = (  # lock the open pool row and take the next queue number (see _claim_place); read the title for the event
+    update(_POOL).where(_POOL.c.id == bindparam("p_pool"), _POOL.c.open.is_(True),
+                        _POOL.c.activity_id == bindparam("p_activity"))
+    .values(next_seq=_POOL.c.next_seq + 1)
+    .returning(_POOL.c.capacity, (_POOL.c.next_seq - 1).label("seq"), _POOL.c.session_id,
+               select(_ACT.c.title_zh).where(_ACT.c.id == _POOL.c.activity_id).scalar_subquery().label("title_zh"))
+)
+_counts = (select(func.count().filter(or_(*(_REG.c.status == v for v in _HOLDS_SEAT))).label("held"),
+                  func.count().filter(_REG.c.status == R.WAITLISTED.value).label("waiting"))
+           .where(_REG.c.pool_id == bindparam("p_pool"), or_(*(_REG.c.status == v for v in _ACTIVE)))
+           .subquery("counts"))  # equalities, not IN: no expanding parameters to render on every execution
+_SEATS_AND_EXISTING = (  # run after _CLAIM, so it sees every registration committed before the lock was ours
+    select(_counts.c.held, _counts.c.waiting, *_REG.c)
+    .select_from(_counts.outerjoin(_REG, and_(_REG.c.pool_id == bindparam("p_pool"),
+                                              _REG.c.participant_key == bindparam("p_key"))))
+)
+_INSERT = insert(_REG)
+_REVIVE = update(_REG).where(_REG.c.id == bindparam("p_reg"))
+
+
+async def _register_fast(
+    *, session: AsyncSession, stager: EventStager, activity_id: str, data: RegistrationCreate, actor: Principal,
+    now: datetime, key: str, institution_id: str | None,
+) -> tuple[RegistrationRow, bool, int | None] | None:
+    """The common case of `register` in four statements; None when the pool is not open to this request (then the
+    full path names the reason: no such activity or session, registration closed)."""
+    pool_id = data.session_id or activity_id
+    async with session.begin():
+        conn = await session.connection()  # Core statements on the session's transaction, past the ORM layer
+        claim = (await conn.execute(_CLAIM, {"p_pool": pool_id, "p_activity": activity_id})).first()
+        if claim is None or claim.session_id != data.session_id:
+            return None
+        row = (await conn.execute(_SEATS_AND_EXISTING, {"p_pool": pool_id, "p_key": key})).one()
+        existing = RegistrationRow(**{c.key: row._mapping[c] for c in _REG.c}) if row.id is not None else None
+        if existing is not None and existing.status in domain.ACTIVE:
+            return existing, False, await queue_position(session, existing)
+        seat = domain.seat_available(capacity=claim.capacity, held=row.held) and row.waiting == 0
+        status = R.CONFIRMED if seat else R.WAITLISTED
+        fields = dict(
+            status=status.value, queue_seq=claim.seq, offer_expires_at=None,
+            display_name=data.display_name or actor.name, institution_id=institution_id, team_id=None,
+            contact_phone=data.contact_phone, contact_email=data.contact_email, public_consent=data.public_consent,
+            participant_id=actor.sub, updated_at=now,
+        )
+        if existing is not None:  # withdrawn, expired or cancelled before: the same registration comes back
+            reg = existing
+            fields["version"] = existing.version + 1
+            reg.__dict__.update(fields)
+            await conn.execute(_REVIVE, {"p_reg": reg.id, **fields})
+        else:
+            reg = RegistrationRow(
+                id=str(uuid.uuid4()), activity_id=activity_id, pool_id=pool_id, session_id=data.session_id,
+                participant_key=key, participant_kind=data.participant_kind.value, checkin_token=domain.new_token(),
+                version=1, created_at=utcnow(), **fields)
+            try:
+                await conn.execute(_INSERT, vars(reg))
+            except IntegrityError as exc:  # a twin request for the same participant committed first
+                raise _SameParticipantRaced() from exc
+        position = None if seat else row.waiting + 1  # the newest queue number is last in line
+        contract = c.RegistrationConfirmed if seat else c.RegistrationWaitlisted
+        await stager.stage(session, contract, key=reg.id, payload=registration_payload(
+            reg, SimpleNamespace(title_zh=claim.title_zh), queue_position=position))
+    return reg, True, position
+
+
+def _registrant(data: RegistrationCreate, actor: Principal) -> tuple[str, str | None] | None:
+    """The participant key and institution of a registration the actor may make, or None if they may not."""
+    if data.participant_kind == ParticipantKind.INSTITUTION:
+        if not actor.acts_for(data.institution_id) or not actor.has(Role.INSTITUTION_ADMIN, Role.OFFICE_ADMIN):
+            return None
+        return domain.participant_key(ParticipantKind.INSTITUTION, data.institution_id), data.institution_id
+    if not actor.has(Role.MEMBER):
+        return None
+    return domain.participant_key(ParticipantKind.INDIVIDUAL, actor.sub), data.institution_id or actor.institution_id
+
+
 async def register(
     *, session: AsyncSession, stager: EventStager, activity_id: str, data: RegistrationCreate, actor: Principal,
     now: datetime,
-) -> tuple[Registration, bool, int | None]:
+) -> tuple[Registration | RegistrationRow, bool, int | None]:
     """Register the caller (or their institution); the same participant twice gets the same registration.
 
-    Returns (registration, created, queue position)."""
+    Returns (registration, created, queue position). The allowed request to an open pool takes the fast path; every
+    refusal (and its order: 404 before 409 before 403) comes from the full path below."""
+    allowed = _registrant(data, actor)
+    if allowed is not None:
+        key = allowed[0]
+        try:
+            done = await _register_fast(session=session, stager=stager, activity_id=activity_id, data=data,
+                                        actor=actor, now=now, key=key, institution_id=allowed[1])
+        except _SameParticipantRaced:
+            return await existing_registration(session=session, pool_id=data.session_id or activity_id, key=key)
+        if done is not None:
+            return done
     try:
         async with session.begin():
             act = await get_activity(session=session, activity_id=activity_id, viewer=actor)
