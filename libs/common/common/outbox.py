@@ -106,6 +106,7 @@ class OutboxRelay:
         self.sweep_seconds = sweep_seconds
         self.batch_size = batch_size
         self._wake = asyncio.Event()
+        self.linger_seconds = 0.002
         self._stopping = False
         self._lock_key = zlib.crc32(f"outbox:{service}".encode()) & 0x7FFFFFFF
         self._is_pg = engine.dialect.name == "postgresql"
@@ -160,6 +161,7 @@ class OutboxRelay:
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_seconds)
+                await asyncio.sleep(self.linger_seconds)  # let concurrent commits join the same batch
             except TimeoutError:
                 pass
 
