@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.support import BenchContext, summary_ms, table
 from common.events import CloudEvent
 from common.migrations import upgrade_async
+from common.service import ensure_topics
 from events.config import MIGRATIONS
 from tests.support.harness import ROOT, auth, free_port, produce, token, wait_until
 
@@ -279,7 +280,8 @@ async def _at_rate(http, bootstrap: str, activity_id: str, rate_per_s: int, seco
 
 async def _broker_floor(bootstrap: str, n: int = 500) -> dict:
     """Produce -> consume latency of registration-sized messages, at the same rate, without the service."""
-    topic = "events.registration.v1"
+    topic = f"bench.broker-floor.{uuid.uuid4().hex[:8]}"  # a topic of its own: no consumer of the platform reads it
+    await ensure_topics(bootstrap, [topic], partitions=3)
     consumer = await _tail(bootstrap, topic)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=1)
     await producer.start()

@@ -29,7 +29,8 @@ from common.config import ServiceSettings
 from common.events import CloudEvent
 from common.outbox import producer_for
 from common.service import ensure_topics
-from tests.support.harness import ROOT, free_port, read_topic, token
+from tests.support.harness import ROOT, current_group_suffix, free_port, read_topic, token
+from tests.support.processes import isolate_groups
 from tests.support.scratch import Scratch, WidgetPayload, new_topic, outbox
 
 N_MESSAGES = int(os.environ.get("BENCH_PIPELINE_MESSAGES", "20000"))
@@ -159,8 +160,11 @@ async def end_to_end(ctx: BenchContext) -> dict:
     """HTTP POST to registry returns -> matching applied the event, at RATE writes/s."""
     reg_db, mat_db = await ctx.database("bench_registry"), await ctx.database("bench_matching")
     reg_port, mat_port = free_port(), free_port()
+    suffix = current_group_suffix.get()
+    for service in ("registry", "matching"):
+        await isolate_groups(service, bootstrap=ctx.broker.bootstrap, suffix=suffix)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=ctx.broker.bootstrap, LOG_LEVEL="WARNING",
-               REGISTRY_DATABASE_URL=reg_db, MATCHING_DATABASE_URL=mat_db)
+               REGISTRY_DATABASE_URL=reg_db, MATCHING_DATABASE_URL=mat_db, CONSUMER_GROUP_SUFFIX=suffix)
     procs = [_spawn("registry", reg_port, env), _spawn("matching", mat_port, env)]
     headers = {"Authorization": f"Bearer {token('office_admin')}"}
     try:
