@@ -8,7 +8,7 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requir
 ROLE ?= office_admin
 INSTITUTION ?=
 
-.PHONY: help install broker run test test-unit chaos fuzz bench lint token seed clean
+.PHONY: help install broker run test test-unit chaos fuzz load bench lint token seed clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ chaos: install ## fault injection under load: broker stop, kill -9, PostgreSQL r
 fuzz: install ## schemathesis over the four OpenAPI documents with every role's token (FUZZ_EXAMPLES=50 by default)
 	@bash scripts/postgres.sh
 	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
+
+load: install ## mixed open-loop load on the four services as processes (LOAD_RATE=100 req/s, LOAD_SECONDS=60); load/results
+	@bash scripts/postgres.sh
+	@$(BIN)/python -m load $(LOAD_ARGS)
 
 bench: install ## benchmarks: figures printed, JSON written to bench/results
 	@bash scripts/postgres.sh

@@ -34,7 +34,8 @@ def test_a_member_acts_for_no_institution_even_its_own():
 
 def _claims(**over):
     now = int(time.time())
-    return {"sub": "u", "roles": ["office_admin"], "aud": "cjrh-platform", "iat": now, "exp": now + 60, **over}
+    # Built at collection time, so it must outlive the whole test run.
+    return {"sub": "u", "roles": ["office_admin"], "aud": "cjrh-platform", "iat": now, "exp": now + 86400, **over}
 
 
 @pytest.mark.parametrize("token, reason", [
