@@ -56,7 +56,7 @@ bench: install ## benchmarks: figures printed, JSON written to bench/results
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install ## ruff over everything
-	@$(BIN)/ruff check libs services tests bench scripts
+	@$(BIN)/ruff check libs services tests bench scripts load deploy conftest.py
 
 seed: install ## demo data into a running platform (make run first): the seeds' institutions plus GENERATED=200 more
 	@$(BIN)/python -m registry.seed --url http://127.0.0.1:$${REGISTRY_PORT:-8001} --generated $${GENERATED:-200}

@@ -190,7 +190,8 @@ def pipeline_dashboard() -> dict:
         (f"sum by (service, consumer, topic) (rate(events_failed_total[{RATE}]))",
          "{{service}}.{{consumer}} {{topic}}")], "ops"), w=12)
     return dashboard("cjrh-event-pipeline", "CJRH / event pipeline", lay, ["events", "kafka"],
-                     "HTTP rate, errors and latency per service; outboxes, publishing, consumer groups, lag and dead letters.")
+                     "HTTP rate, errors and latency per service; outboxes, publishing, consumer groups, lag and "
+                     "dead letters.")
 
 
 def build() -> dict[str, dict]:
