@@ -23,14 +23,14 @@ from pathlib import Path
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.support import BenchContext, summary_ms, table
 from common.events import CloudEvent
 from common.migrations import upgrade_async
 from common.service import ensure_topics
 from events.config import MIGRATIONS
-from tests.support.harness import ROOT, auth, free_port, produce, token, wait_until
+from tests.support.harness import ROOT, auth, free_port, partitions_of, produce, token, wait_until
 
 STORM_REQUESTS = 600
 STORM_CAPACITY = 150
@@ -208,11 +208,7 @@ async def _tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 fetch_max_wait_ms=5)
     await consumer.start()
-    parts = consumer.partitions_for_topic(topic)
-    if parts is None:
-        await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in parts]
+    tps = await partitions_of(consumer, topic)
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
     for tp in tps:

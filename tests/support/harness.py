@@ -173,11 +173,7 @@ async def start_groups_at_end(app: FastAPI, settings: ServiceSettings) -> None:
         try:
             tps = []
             for sub in c.subscriptions:
-                parts = consumer.partitions_for_topic(sub.topic)
-                if parts is None:
-                    await consumer._client.force_metadata_update()
-                    parts = consumer.partitions_for_topic(sub.topic) or set()
-                tps += [TopicPartition(sub.topic, p) for p in parts]
+                tps += await partitions_of(consumer, sub.topic)
             consumer.assign(tps)
             if any([await consumer.committed(tp) is not None for tp in tps]):
                 continue  # the group already ran in this test (a restart): it resumes where it stopped
@@ -203,6 +199,15 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`, refreshing the consumer's metadata once if it does not know the topic yet."""
+    parts = consumer.partitions_for_topic(topic)
+    if parts is None:
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
 async def read_topic(
     bootstrap: str, topic: str, *, until: Callable[[list], bool], timeout: float = 20.0,
 ) -> list:
@@ -210,11 +215,7 @@ async def read_topic(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = await partitions_of(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list = []

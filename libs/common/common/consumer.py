@@ -16,9 +16,11 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,10 +32,19 @@ from common.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, 
 log = logging.getLogger("common.consumer")
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class PoisonMessage(Exception):
     """A handler's verdict that this event can never be applied (invalid content): dead-letter it, do not retry."""
+
+
+def parse_payload(model: type[M], event: CloudEvent, what: str) -> M:
+    """Validate a consumed event's data; content that can never be applied is poison (dead-lettered, not retried)."""
+    try:
+        return model.model_validate(event.data)
+    except ValidationError as exc:
+        raise PoisonMessage(f"{what} payload invalid: {exc.errors()[:3]}") from exc
 
 
 class InfrastructureUnavailable(Exception):

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.consumer import PoisonMessage
+from common.consumer import parse_payload
 from common.events import CloudEvent
 from events.contracts import RegistryAlliance, RegistryInstitution
 from events.models import Alliance, Organiser
 
 
-def _parse(model: type[BaseModel], event: CloudEvent, what: str):
-    try:
-        return model.model_validate(event.data)
-    except ValidationError as exc:
-        raise PoisonMessage(f"{what} payload invalid: {exc.errors()[:3]}") from exc
-
-
 async def project_institution(session: AsyncSession, event: CloudEvent) -> None:
     """Upsert an institution (registered, updated, status changed, merged); an older version never wins."""
-    data = _parse(RegistryInstitution, event, "registry institution")
+    data = parse_payload(RegistryInstitution, event, "registry institution")
     row = await session.get(Organiser, data.id)
     if row is None:
         session.add(Organiser(**data.model_dump()))
@@ -31,7 +23,7 @@ async def project_institution(session: AsyncSession, event: CloudEvent) -> None:
 
 async def project_alliance(session: AsyncSession, event: CloudEvent) -> None:
     """Upsert an alliance's membership (formed, updated, member joined/left, dissolved); an older version never wins."""
-    data = _parse(RegistryAlliance, event, "registry alliance")
+    data = parse_payload(RegistryAlliance, event, "registry alliance")
     members = sorted({m.institution_id for m in data.members} | (
         {data.lead_institution_id} if data.lead_institution_id else set()))
     fields = {"name_zh": data.name_zh, "status": data.status, "member_ids": members, "version": data.version}

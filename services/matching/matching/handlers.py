@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.consumer import PoisonMessage
+from common.consumer import PoisonMessage, parse_payload
 from common.db import utcnow
 from common.events import CloudEvent
 from common.outbox import EventStager
@@ -40,10 +40,7 @@ def make_institution_handler(stager: EventStager) -> Handler:
 
     async def project_institution(session: AsyncSession, event: CloudEvent) -> None:
         """Upsert the institution projection (newer versions win); a merge moves its open work to the successor."""
-        try:
-            data = RegistryInstitution.model_validate(event.data)
-        except ValidationError as exc:
-            raise PoisonMessage(f"registry institution payload invalid: {exc.errors()[:3]}") from exc
+        data = parse_payload(RegistryInstitution, event, "registry institution")
         view = await session.get(InstitutionView, data.id)
         fields = data.model_dump() | {"tokens": institution_tokens(data), "updated_at": event.time}
         if view is None:
@@ -82,10 +79,7 @@ async def _is_certified(session: AsyncSession, institution_id: str) -> bool:
 
 async def project_certification(session: AsyncSession, event: CloudEvent) -> None:
     """Upsert a certification record and refresh whether its institution counts as certified."""
-    try:
-        data = RegistryCertification.model_validate(event.data)
-    except ValidationError as exc:
-        raise PoisonMessage(f"registry certification payload invalid: {exc.errors()[:3]}") from exc
+    data = parse_payload(RegistryCertification, event, "registry certification")
     row = await session.get(CertificationView, data.id)
     if row is None:
         session.add(CertificationView(**data.model_dump(), updated_at=event.time))

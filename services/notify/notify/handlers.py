@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.consumer import Handler, PoisonMessage, Subscription, subscribe
+from common.consumer import Handler, Subscription, parse_payload, subscribe
 from common.events import CloudEvent
 from notify import contracts as c
 from notify.clock import Clock
@@ -29,12 +29,7 @@ __all__ = ["NEW_NOTIFICATIONS", "subscriptions"]
 Recipients = Callable[[AsyncSession, Any, CloudEvent], Awaitable[list[str]]]
 
 
-def parse(model: type[BaseModel], event: CloudEvent, what: str):
-    """Validate a consumed payload; content that can never be applied goes to the dead-letter topic."""
-    try:
-        return model.model_validate(event.data)
-    except ValidationError as exc:
-        raise PoisonMessage(f"{what} payload invalid: {exc.errors()[:3]}") from exc
+parse = parse_payload  # validate a consumed payload; what can never be applied is dead-lettered
 
 
 # --- recipients per producer ---------------------------------------------------------------------------------------
