@@ -1,8 +1,9 @@
 """Events benchmark: registrations per second at a capacity boundary (checked for overbooking afterwards), and the
 latency from a registration request to its event on events.registration.v1 at a steady 200 registrations/s.
 
-The service runs as a real uvicorn process on PostgreSQL and the broker; this process only generates load and reads
-Kafka, so the client's CPU is not charged to the service.
+The service runs as it is deployed, as real uvicorn processes on PostgreSQL and the broker: an API process
+(RUN_WORKERS=false) and a worker process (outbox relay woken by NOTIFY on commit, consumers). This process only
+generates load and reads Kafka, so the client's CPU is not charged to the service.
 
 Baselines measured in the same run: the same storm on a pool without a capacity limit, plain activity reads at the
 same concurrency, and the broker's own produce -> consume latency for a message of the same size.
@@ -51,14 +52,15 @@ def _member(sub: str) -> dict:
 
 @asynccontextmanager
 async def _events_process(ctx: BenchContext):
-    """The events service as a uvicorn process; yields an HTTP client bound to it."""
+    """The events service as an API process and a worker process; yields an HTTP client bound to the API."""
     port = free_port()
     db_url = await ctx.database("bench_events")
-    # Migrate once up front, as a deployment's migration job does: worker processes starting together would race.
+    # Migrate once up front, as a deployment's migration job does: processes starting together would race.
     await upgrade_async(MIGRATIONS, db_url)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=ctx.broker.bootstrap, LOG_LEVEL="WARNING",
                EVENTS_DATABASE_URL=db_url, EVENTS_RUN_MIGRATIONS="false")
-    proc = _spawn(port, env)
+    procs = [_spawn(port, dict(env, RUN_WORKERS="false"), WORKERS),
+             _spawn(free_port(), dict(env, RUN_WORKERS="true"), 1)]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
                                      limits=httpx.Limits(max_connections=100)) as http:
@@ -69,26 +71,29 @@ async def _events_process(ctx: BenchContext):
                     return False
 
             await wait_until(ready, timeout=120, interval=0.3, what="events service ready")
-            http.service_pid = proc.pid
+            http.service_pids = [p.pid for p in procs]
             yield http
     finally:
-        _stop(proc)
+        for p in procs:
+            _stop(p)
 
 
-def _spawn(port: int, env: dict) -> subprocess.Popen:
+def _spawn(port: int, env: dict, workers: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "events.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--log-level", "warning", "--workers", str(WORKERS)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(SERVICE_LOG, "wb"),
+         "--port", str(port), "--no-access-log", "--log-level", "warning", "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(SERVICE_LOG, "ab"),
         cwd=ROOT)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU the process and its live descendants (uvicorn's workers) have used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _cpu_seconds(pids: int | list[int]) -> float:
+    """User + system CPU the processes and their live descendants (uvicorn's workers) have used so far (Linux /proc)."""
+    if isinstance(pids, list):
+        return sum(_cpu_seconds(p) for p in pids)
+    fields = Path(f"/proc/{pids}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        children = Path(f"/proc/{pids}/task/{pids}/children").read_text().split()
     except OSError:
         children = []
     return own + sum(_cpu_seconds(int(c)) for c in children)
@@ -321,9 +326,9 @@ async def run(ctx: BenchContext) -> dict:
         bounded = await _open(http, org, STORM_CAPACITY)
         unbounded = await _open(http, org, None)
 
-        cpu0 = _cpu_seconds(http.service_pid)
+        cpu0 = _cpu_seconds(http.service_pids)
         secs, responses = await _storm(http, bounded, STORM_REQUESTS, "storm")
-        cpu_ms = (_cpu_seconds(http.service_pid) - cpu0) / STORM_REQUESTS * 1000
+        cpu_ms = (_cpu_seconds(http.service_pids) - cpu0) / STORM_REQUESTS * 1000
         base_secs, base_responses = await _storm(http, unbounded, STORM_REQUESTS, "free")
         read_secs = await _reads(http, bounded, STORM_REQUESTS)
 
@@ -335,7 +340,8 @@ async def run(ctx: BenchContext) -> dict:
         correct = (confirmed == STORM_CAPACITY and waitlisted == list(range(1, STORM_REQUESTS - STORM_CAPACITY + 1))
                    and len({r["participant_id"] for r in listing}) == len(listing) == STORM_REQUESTS
                    and errors == 0)
-        print(f"service: {WORKERS} uvicorn worker process{'es' if WORKERS > 1 else ''} (BENCH_EVENTS_WORKERS)\n"
+        print(f"service: API in {WORKERS} uvicorn process{'es' if WORKERS > 1 else ''} (BENCH_EVENTS_WORKERS), "
+              "relay and consumers in 1 worker process\n"
               f"storm: {STORM_REQUESTS} distinct members, {CONCURRENCY} in flight, capacity {STORM_CAPACITY}; "
               f"service CPU {cpu_ms:.1f} ms per registration (HTTP, auth, ORM, outbox relay)", flush=True)
         table([

@@ -2,10 +2,12 @@
 
 1. Relay throughput: N outbox rows (PostgreSQL) published by `OutboxRelay` vs the same N messages sent by a raw
    aiokafka producer with the same settings (idempotent, acks=all), both to fresh topics on the same broker.
-2. End-to-end latency at a fixed open-loop rate: registry and matching run as real uvicorn processes on PostgreSQL; the
-   bench POSTs institutions to registry at RATE writes/s and measures, per write, from the HTTP response to the moment
-   matching's consumer applied the event (its processed_events.processed_at). Baseline in the same run: raw Kafka
-   produce -> consume latency at the same rate on the same broker.
+2. End-to-end latency at a fixed open-loop rate: registry and matching run as real uvicorn processes on PostgreSQL,
+   laid out as they are deployed (registry: an API process and a worker process that runs the outbox relay, woken by
+   NOTIFY on commit; matching: one process); the bench POSTs institutions to registry at RATE writes/s and measures,
+   per write, from the HTTP response to the moment matching's consumer applied the event (its
+   processed_events.processed_at). Baseline in the same run: raw Kafka produce -> consume latency at the same rate on
+   the same broker.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -29,8 +31,8 @@ from common.config import ServiceSettings
 from common.events import CloudEvent
 from common.outbox import producer_for
 from common.service import ensure_topics
-from tests.support.harness import ROOT, current_group_suffix, free_port, read_topic, token
-from tests.support.processes import isolate_groups
+from tests.support.harness import current_group_suffix, read_topic, token
+from tests.support.processes import ServiceProcess, isolate_groups, service_env
 from tests.support.scratch import Scratch, WidgetPayload, new_topic, outbox
 
 N_MESSAGES = int(os.environ.get("BENCH_PIPELINE_MESSAGES", "20000"))
@@ -148,28 +150,41 @@ async def raw_kafka_latency(ctx: BenchContext) -> dict:
     return summary_ms(latencies)
 
 
-def _spawn(name: str, port: int, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", f"{name}.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-    )
+async def _start_services(ctx: BenchContext, reg_db: str, mat_db: str) -> list[ServiceProcess]:
+    """registry API + registry worker + matching, as processes; each is alive (migrated) before the next starts."""
+    bootstrap = ctx.broker.bootstrap
+    for service in ("registry", "matching"):
+        await isolate_groups(service, bootstrap=bootstrap, suffix=current_group_suffix.get())
+    logs = Path(tempfile.gettempdir())
+    procs = [
+        ServiceProcess("registry", "api", service_env("registry", db_url=reg_db, bootstrap=bootstrap,
+                                                      run_workers=False), log=logs / "bench-pipeline-registry-api.log"),
+        ServiceProcess("registry", "worker", service_env("registry", db_url=reg_db, bootstrap=bootstrap,
+                                                         run_workers=True, REGISTRY_RUN_MIGRATIONS="false"),
+                       log=logs / "bench-pipeline-registry-worker.log"),
+        ServiceProcess("matching", "all", service_env("matching", db_url=mat_db, bootstrap=bootstrap,
+                                                      run_workers=True), log=logs / "bench-pipeline-matching.log"),
+    ]
+    try:
+        for p in procs:
+            p.start()
+            await asyncio.to_thread(p.wait_alive, 120)
+    except BaseException:
+        for p in procs:
+            p.stop()
+        raise
+    return procs
 
 
 async def end_to_end(ctx: BenchContext) -> dict:
     """HTTP POST to registry returns -> matching applied the event, at RATE writes/s."""
     reg_db, mat_db = await ctx.database("bench_registry"), await ctx.database("bench_matching")
-    reg_port, mat_port = free_port(), free_port()
-    suffix = current_group_suffix.get()
-    for service in ("registry", "matching"):
-        await isolate_groups(service, bootstrap=ctx.broker.bootstrap, suffix=suffix)
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=ctx.broker.bootstrap, LOG_LEVEL="WARNING",
-               REGISTRY_DATABASE_URL=reg_db, MATCHING_DATABASE_URL=mat_db, CONSUMER_GROUP_SUFFIX=suffix)
-    procs = [_spawn("registry", reg_port, env), _spawn("matching", mat_port, env)]
+    procs = await _start_services(ctx, reg_db, mat_db)
+    reg_port, mat_port = procs[0].port, procs[2].port
     headers = {"Authorization": f"Bearer {token('office_admin')}"}
     try:
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as http:
-            for port in (reg_port, mat_port):
+            for port in (reg_port, procs[1].port, mat_port):
                 deadline = time.monotonic() + 120
                 while True:
                     try:
@@ -238,12 +253,7 @@ async def end_to_end(ctx: BenchContext) -> dict:
                 "from_request_start": summary_ms(from_request), "http_response": summary_ms(http)}
     finally:
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop()
 
 
 async def run(ctx: BenchContext) -> dict:

@@ -132,30 +132,43 @@ def _verifier(request: Request) -> TokenVerifier:
     return request.app.state.verifier
 
 
-async def optional_principal(
-    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal | None:
+# Each dependency below reads the bearer credentials itself instead of stacking on one another: FastAPI resolves every
+# dependency node per request, and a flat graph is measurably cheaper on the hot paths.
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _authenticated(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
+    if creds is None:
+        raise Unauthorized("this operation needs a bearer token")
+    return _verifier(request).verify(creds.credentials)
+
+
+async def optional_principal(request: Request, creds: Credentials) -> Principal | None:
     """The caller if a bearer token was sent (it must then be valid), else None for anonymous reads."""
     if creds is None:
         return None
     return _verifier(request).verify(creds.credentials)
 
 
-async def current_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+async def current_principal(request: Request, creds: Credentials) -> Principal:
     """The authenticated caller; 401 when no token was sent."""
-    if principal is None:
-        raise Unauthorized("this operation needs a bearer token")
-    return principal
+    return _authenticated(request, creds)
+
+
+current_principal.authenticates = True  # read by `security_of`
 
 
 def require_roles(*roles: Role):
-    """A dependency that admits only callers holding one of `roles`."""
+    """A dependency that admits only authenticated callers holding one of `roles`."""
+    needed = ", ".join(str(r) for r in roles)
 
-    async def dep(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def dep(request: Request, creds: Credentials) -> Principal:
+        principal = _authenticated(request, creds)
         if not principal.has(*roles):
-            raise Forbidden(f"this operation needs one of the roles: {', '.join(str(r) for r in roles)}")
+            raise Forbidden(f"this operation needs one of the roles: {needed}")
         return principal
 
+    dep.authenticates = True
     dep.required_roles = tuple(str(r) for r in roles)  # read by the app factory to document each route's roles
     return dep
 
@@ -166,7 +179,7 @@ def security_of(dependant) -> tuple[bool, set[str]]:
     stack = list(dependant.dependencies)
     while stack:
         dep = stack.pop()
-        if dep.call is current_principal:
+        if getattr(dep.call, "authenticates", False):
             authenticated = True
         if getattr(dep.call, "required_roles", None):
             roles.update(dep.call.required_roles)

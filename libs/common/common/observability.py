@@ -8,6 +8,8 @@ import math
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from pythonjsonlogger.json import JsonFormatter
@@ -16,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from common.context import correlation_id_var, event_id_var
 from common.errors import problem
 from common.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger("common.observability")
+CLOSERS = "cjrh.closers"  # the ASGI scope key of a request's resources to close when it is over
 
 
 class _ContextFilter(logging.Filter):
@@ -108,6 +113,7 @@ class HttpMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         cid = (headers.get(b"x-correlation-id") or b"").decode("latin-1")[:100] or uuid.uuid4().hex
+        scope[CLOSERS] = []
         token = correlation_id_var.set(cid)
         status = {"code": 500}
         start = time.perf_counter()
@@ -159,6 +165,7 @@ class HttpMiddleware:
             status["code"] = 413
             await resp(scope, receive, send)
         finally:
+            await _close_all(scope[CLOSERS])
             self._observe(scope, status["code"], start)
             correlation_id_var.reset(token)
 
@@ -168,6 +175,22 @@ class HttpMiddleware:
         method = scope.get("method", "")
         HTTP_REQUESTS.labels(self.service, method, path, str(code)).inc()
         HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - start)
+
+
+async def _close_all(closers: list[Callable[[], Awaitable[Any]]]) -> None:
+    for close in closers:
+        try:
+            await close()
+        except Exception as exc:  # a connection lost with the database; the pool discards it
+            log.debug("closing a request's resource failed: %r", exc)
+
+
+def on_request_end(scope: Scope, close: Callable[[], Awaitable[Any]]) -> None:
+    """Have `close` awaited when the request is over (response sent or failed); HttpMiddleware runs it."""
+    try:
+        scope[CLOSERS].append(close)
+    except KeyError:
+        raise RuntimeError("request-scoped resources need HttpMiddleware around the app") from None
 
 
 class _TooLarge(Exception):

@@ -15,6 +15,8 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
@@ -23,6 +25,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from common.db import utcnow
 from common.events import CONTENT_TYPE, CloudEvent, EventContract, new_event
@@ -52,6 +55,9 @@ def _forget_after_rollback(session: Session) -> None:
     session.info.pop(PENDING, None)
 
 
+_ROW = ("event_id", "topic", "key", "event_type", "payload", "created_at", "attempts")
+
+
 @dataclass(frozen=True)
 class EventStager:
     """Stages a service's events into its outbox table; knows the service's CloudEvents source and type prefix."""
@@ -61,26 +67,47 @@ class EventStager:
     type_prefix: str
     service: str = ""
 
+    @cached_property
+    def _insert(self) -> Executable:
+        # Built once: a constant statement keeps its compiled form and cache key, the hot path only binds values.
+        return insert(self.table).values({c: bindparam(c) for c in _ROW})
+
+    @cached_property
+    def _insert_and_notify(self) -> Executable:
+        # The first event of a transaction also queues a NOTIFY in the same round trip; PostgreSQL delivers it at
+        # commit (never on rollback) to relays listening in other processes.
+        added = self._insert.returning(self.table.c.seq).cte("added")
+        return select(func.pg_notify(notify_channel(self.service), "")).select_from(added)
+
+    def event_row(
+        self, contract: EventContract, *, key: str, payload: BaseModel, event_id: str | None = None,
+    ) -> tuple[CloudEvent, dict[str, Any]]:
+        """The event and its outbox row, for a use case that inserts the row in its own statement (see `staged`)."""
+        ev = new_event(
+            contract=contract, payload=payload, source=self.source, type_prefix=self.type_prefix, subject=key,
+            event_id=event_id,
+        )
+        return ev, {"event_id": ev.id, "topic": contract.topic, "key": key, "event_type": ev.type,
+                    "payload": ev.to_bytes(), "created_at": utcnow(), "attempts": 0}
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel this service's relays LISTEN on."""
+        return notify_channel(self.service)
+
+    def staged(self, session: AsyncSession) -> None:
+        """Record that the session's transaction holds outbox rows: the in-process relay wakes when it commits."""
+        session.info[PENDING] = True
+
     async def stage(
         self, session: AsyncSession, contract: EventContract, *, key: str, payload: BaseModel,
         event_id: str | None = None,
     ) -> CloudEvent:
         """Add an event to the outbox in the session's current transaction; it is published only if that commits."""
-        ev = new_event(
-            contract=contract, payload=payload, source=self.source, type_prefix=self.type_prefix, subject=key,
-            event_id=event_id,
-        )
-        stmt = insert(self.table).values(
-            event_id=ev.id, topic=contract.topic, key=key, event_type=ev.type, payload=ev.to_bytes(),
-            created_at=utcnow(), attempts=0,
-        )
-        if not session.info.get(PENDING) and self.service and session.bind.dialect.name == "postgresql":
-            # The first event of a transaction also queues a NOTIFY, in the same round trip; PostgreSQL delivers it
-            # at commit (never on rollback) to relays listening in other processes.
-            added = stmt.returning(self.table.c.seq).cte("added")
-            stmt = select(func.pg_notify(notify_channel(self.service), "")).select_from(added)
-        await session.execute(stmt)
-        session.info[PENDING] = True
+        ev, row = self.event_row(contract, key=key, payload=payload, event_id=event_id)
+        notify = not session.info.get(PENDING) and self.service and session.bind.dialect.name == "postgresql"
+        await session.execute(self._insert_and_notify if notify else self._insert, row)
+        self.staged(session)
         return ev
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Text, and_, bindparam, exists, func, insert, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
@@ -123,6 +123,10 @@ def new_institution_row(data: InstitutionCreate, *, status: InstitutionStatus) -
     return row
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _snapshot_of_row(row: dict[str, Any]) -> dict[str, Any]:
     out = {f: row[f] for f in SNAPSHOT_FIELDS}
     out.update(id=row["id"], version=row["version"], created_at=row["created_at"].isoformat(),
@@ -132,15 +136,21 @@ def _snapshot_of_row(row: dict[str, Any]) -> dict[str, Any]:
 
 _JSON_COLUMNS = ("industries", "keywords")
 _ROW_COLUMNS = (*SNAPSHOT_FIELDS, "id", "version", "created_at", "updated_at", "name_grams")
-_INSERT_WITH_REVISION_SQL = (
+_OUTBOX_COLUMNS = ("event_id", "topic", "key", "event_type", "payload")
+_REGISTER_SQL = (
     "WITH added AS (INSERT INTO institutions (" + ", ".join(_ROW_COLUMNS) + ") VALUES ("  # noqa: S608
     + ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in _ROW_COLUMNS)
-    + ") RETURNING id, version, updated_at) "
-    "INSERT INTO institution_revisions (institution_id, version, change, actor, changed_at, changes, snapshot) "
-    "SELECT id, version, 'registered', :actor, updated_at, CAST(:changes AS json), CAST(:snapshot AS json) FROM added"
+    + ") RETURNING id, version, updated_at), "
+    "revision AS (INSERT INTO institution_revisions (institution_id, version, change, actor, changed_at, changes, "
+    "snapshot) SELECT id, version, 'registered', :actor, updated_at, CAST(:changes AS json), CAST(:snapshot AS json) "
+    "FROM added), "
+    "event AS (INSERT INTO outbox (" + ", ".join(_OUTBOX_COLUMNS) + ", created_at, attempts) SELECT "
+    + ", ".join(f"CAST(:outbox_{c} AS bytea)" if c == "payload" else f":outbox_{c}" for c in _OUTBOX_COLUMNS)
+    + ", updated_at, 0 FROM added RETURNING seq) "
+    "SELECT pg_notify(:channel, '') FROM event"
 )
 # Built once from constant column names; every value is a bound parameter.
-_INSERT_WITH_REVISION = text(_INSERT_WITH_REVISION_SQL).bindparams(
+_REGISTER = text(_REGISTER_SQL).bindparams(
     bindparam("created_at", type_=UTCDateTime), bindparam("updated_at", type_=UTCDateTime),
     bindparam("name_grams", type_=ARRAY(Text())),
 )
@@ -164,16 +174,20 @@ async def add_institution(
         "changed_at": row["updated_at"], "snapshot": _snapshot_of_row(row),
         "changes": redact_changes(diff({}, {f: row[f] for f in SNAPSHOT_FIELDS})),
     }
+    payload = InstitutionPayload.model_validate(row)
     if session.get_bind().dialect.name == "postgresql":
-        # One round trip, one cached prepared statement: the row and its first history entry together.
-        params = {**row, **{c: json.dumps(row[c], ensure_ascii=False) for c in _JSON_COLUMNS},
-                  "actor": actor, "changes": json.dumps(revision["changes"], ensure_ascii=False),
-                  "snapshot": json.dumps(revision["snapshot"], ensure_ascii=False)}
-        await session.execute(_INSERT_WITH_REVISION, params)
+        # One round trip, one cached prepared statement: the row, its first history entry and its event together
+        # (the outbox row and the NOTIFY that wakes relays in other processes are part of the same statement).
+        _, event = stager.event_row(InstitutionRegistered, key=row["id"], payload=payload)
+        params = {**row, **{c: _json(row[c]) for c in _JSON_COLUMNS}, "actor": actor,
+                  "changes": _json(revision["changes"]), "snapshot": _json(revision["snapshot"]),
+                  **{f"outbox_{c}": event[c] for c in _OUTBOX_COLUMNS}, "channel": stager.channel}
+        await (await session.connection()).execute(_REGISTER, params)  # Core: past the ORM layer
+        stager.staged(session)
     else:
         await session.execute(insert(Institution.__table__).values(**row))
         await session.execute(insert(InstitutionRevision.__table__).values(**revision))
-    await stager.stage(session, InstitutionRegistered, key=row["id"], payload=InstitutionPayload.model_validate(row))
+        await stager.stage(session, InstitutionRegistered, key=row["id"], payload=payload)
     if any(row[f] for f in PERSONAL_FIELDS):
         await stager.stage(session, ContactUpdated, key=row["id"], payload=ContactPayload(
             institution_id=row["id"], contact_name=row["contact_name"], contact_email=row["contact_email"],
@@ -211,11 +225,12 @@ async def get_institution(*, session: AsyncSession, institution_id: str, for_upd
 
 
 _READ_COLUMNS = [c for c in Institution.__table__.c if c.name != "name_grams"]
+_READ_ONE = select(*_READ_COLUMNS).where(Institution.id == bindparam("institution_id"))  # built once, bound per call
 
 
 async def read_institution(*, session: AsyncSession, institution_id: str) -> dict[str, Any]:
     """One institution's current row as a mapping (the read path: no ORM identity map, no search grams)."""
-    row = (await session.execute(select(*_READ_COLUMNS).where(Institution.id == institution_id))).mappings().first()
+    row = (await session.execute(_READ_ONE, {"institution_id": institution_id})).mappings().first()
     if row is None:
         raise NotFound(f"no institution with id {institution_id}")
     return dict(row)
