@@ -83,6 +83,20 @@ class ConsumerStats:
     positions: dict = field(default_factory=dict)
 
 
+def _merge(first: dict, more: asyncio.Queue, *, limit: int) -> list[tuple[TopicPartition, list[ConsumerRecord]]]:
+    """One batch from the first fetch and those queued behind it (up to `limit` records), in order per partition."""
+    merged: dict[TopicPartition, list[ConsumerRecord]] = {}
+    batch, total = first, 0
+    while True:
+        for tp, msgs in batch.items():
+            merged.setdefault(tp, []).extend(msgs)
+            total += len(msgs)
+        if total >= limit or more.empty():
+            break
+        batch = more.get_nowait()
+    return [(tp, msgs) for tp, msgs in merged.items() if msgs]
+
+
 class EventConsumer:
     """Runs one consumer group over some topics; see the module docstring for the guarantees."""
 
@@ -137,30 +151,74 @@ class EventConsumer:
                     pass
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        # The client fetches a partition's next records only once the last ones were taken, so taking them only
+        # between batches would leave whatever arrives during a batch waiting two batches. A fetch task takes them
+        # as they come (a few fetches ahead at most) and each batch applies everything fetched so far.
+        fetched: asyncio.Queue[dict[TopicPartition, list[ConsumerRecord]]] = asyncio.Queue(maxsize=4)
+        fetcher = asyncio.create_task(self._fetch(consumer, fetched), name=f"fetch {self.group_id}")
+        try:
+            while not self._stopping:
+                try:
+                    first = await asyncio.wait_for(fetched.get(), timeout=0.2)
+                except TimeoutError:
+                    if fetcher.done():
+                        fetcher.result()  # the fetch task failed: raise its error here
+                    await self._report_lag(consumer)
+                    continue
+                work = _merge(first, fetched, limit=self.batch_size)
+                # Partitions are independent (order is kept per key, so per partition): each is applied in its own
+                # transaction, concurrently, so one partition's database round trips do not queue behind another's;
+                # their offsets are then committed together.
+                done = await asyncio.gather(*(self._handle_partition(consumer, tp, msgs) for tp, msgs in work))
+                await self._commit(consumer, {tp: msgs[-1].offset + 1 for (tp, msgs), ok in zip(work, done) if ok})
+                await self._report_lag(consumer)
+        finally:
+            fetcher.cancel()
+            await asyncio.gather(fetcher, return_exceptions=True)
+
+    async def _fetch(self, consumer: AIOKafkaConsumer, fetched: asyncio.Queue) -> None:
         while not self._stopping:
             batches = await consumer.getmany(timeout_ms=200, max_records=self.batch_size)
-            for tp, msgs in batches.items():
-                if not msgs:
-                    continue
-                await self._handle_partition(consumer, tp, msgs)
-            await self._report_lag(consumer)
+            if any(batches.values()):
+                await fetched.put(batches)
 
-    async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list) -> None:
+    async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list) -> bool:
+        """Apply one partition's messages, retrying on infrastructure trouble; False if the partition went away."""
         failures = 0
         while not self._stopping:
             try:
                 await self._process(msgs)
-                await consumer.commit({tp: msgs[-1].offset + 1})
-                self.stats.positions[(tp.topic, tp.partition)] = msgs[-1].offset + 1
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # infrastructure trouble: retry the same batch (applied events are recorded)
                 if tp not in consumer.assignment():
-                    return  # revoked in a rebalance: the partition's new owner redoes it, idempotently
+                    return False  # revoked in a rebalance: the partition's new owner redoes it, idempotently
                 failures += 1
                 self.stats.last_error = repr(exc)
                 log.warning("consumer %s: batch on %s failed (%r); retrying", self.group_id, tp, exc)
+                await asyncio.sleep(min(5.0, self.backoff_seconds * 2 ** min(failures, 5)))
+        return False
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit applied offsets, retrying while the broker is away; partitions revoked meanwhile are skipped (their
+        new owner finds the events recorded as processed and skips them)."""
+        failures = 0
+        while offsets and not self._stopping:
+            offsets = {tp: off for tp, off in offsets.items() if tp in consumer.assignment()}
+            if not offsets:
+                return
+            try:
+                await consumer.commit(offsets)
+                for tp, off in offsets.items():
+                    self.stats.positions[(tp.topic, tp.partition)] = off
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                self.stats.last_error = repr(exc)
+                log.warning("consumer %s: committing offsets failed (%r); retrying", self.group_id, exc)
                 await asyncio.sleep(min(5.0, self.backoff_seconds * 2 ** min(failures, 5)))
 
     async def _process(self, msgs: list[ConsumerRecord]) -> None:

@@ -317,3 +317,27 @@ async def test_placement_round_places_stably_and_explains_to_the_unplaced(broker
         kinds = sorted(x["type"].removeprefix(PREFIX) for x in mine_records)
         assert kinds.count("matching.placement.assigned") == 3 and kinds.count("matching.placement.unplaced") == 2
         assert kinds.count("matching.placement.round_published") == 1
+
+
+async def test_projections_work_the_same_on_the_embedded_sqlite_database(broker, tmp_path):
+    """`make run` keeps matching's tables in SQLite: the one-statement upsert must behave there as on PostgreSQL."""
+    inst = institution("嘉定汽车零部件有限公司", "jiading", ["automotive"], ["汽车零部件"])
+    certified_first = institution("宝山钢铁材料有限公司", "baoshan", ["new_materials"], ["钢铁"])
+    async with run_service(matching.main.create_app, Settings, broker=broker,
+                           db_url=f"sqlite+aiosqlite:///{tmp_path / 'matching.db'}") as svc:
+        cert = {"id": str(uuid.uuid4()), "institution_id": certified_first["id"], "status": "certified",
+                "is_certified": True, "year": 2026, "version": 1}
+        await produce(broker.bootstrap, "registry.certification.v1",
+                      [registry_event("registry.certification.certified", cert, cert["id"])], key=cert["id"].encode())
+        await publish_institutions(broker.bootstrap, inst)
+        await wait_known(svc, inst["id"], name_zh=inst["name_zh"])
+        await produce(broker.bootstrap, "registry.institution.v1", [
+            registry_event("registry.institution.updated", inst | {"name_zh": "嘉定汽车科技", "version": 3},
+                           inst["id"]),
+            registry_event("registry.institution.updated", inst | {"name_zh": "过期名称", "version": 2}, inst["id"]),
+        ], key=inst["id"].encode())  # same partition, in this order: the older version arrives last and is ignored
+        await wait_known(svc, inst["id"], name_zh="嘉定汽车科技", version=3)
+        await publish_institutions(broker.bootstrap, certified_first)
+        await wait_known(svc, certified_first["id"], certified=True)
+        raw = (await svc.http.get("/institutions")).json()
+        assert next(x for x in raw if x["id"] == inst["id"])["name_zh"] == "嘉定汽车科技"
