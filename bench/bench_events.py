@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -32,13 +33,15 @@ from common.migrations import upgrade_async
 from common.service import ensure_topics
 from events.config import MIGRATIONS
 from tests.support.harness import ROOT, auth, free_port, partitions_of, produce, token, wait_until
+from tests.support.loadgen import LoadClient, Reply
 
 STORM_REQUESTS = 600
 STORM_CAPACITY = 150
 MAX_IN_FLIGHT = 24  # below the service's connection pool, so an overloaded run queues here, not in the pool
 CONCURRENCY = 32
 RATE_PER_S = 200
-RATES = [(20, 10), (RATE_PER_S, 5)]  # (registrations/s, seconds): a sustainable rate, then the target rate
+RATES = [(20, 10), (RATE_PER_S, 10)]  # (registrations/s, seconds): a sustainable rate, then the target rate
+WARMUP_SECONDS = 3  # at each rate before measuring it (pools, prepared statements, caches): the steady state counts
 # uvicorn worker processes serving the API (BENCH_EVENTS_WORKERS). Several are safe: the seat lock is a PostgreSQL
 # row lock, the outbox relays take turns under an advisory lock, and NOTIFY wakes every process's relay on commit.
 WORKERS = int(os.environ.get("BENCH_EVENTS_WORKERS", "1"))
@@ -72,7 +75,15 @@ async def _events_process(ctx: BenchContext):
 
             await wait_until(ready, timeout=120, interval=0.3, what="events service ready")
             http.service_pids = [p.pid for p in procs]
-            yield http
+            async with LoadClient() as load:
+                async def send(method: str, path: str, **kw) -> Reply:
+                    try:
+                        return await load.request(method, f"http://127.0.0.1:{port}{path}", **kw)
+                    except (aiohttp.ClientError, TimeoutError):
+                        return Reply(0, b"", {})  # a failed connection: counted as an error by the callers
+
+                http.load = send
+                yield http
     finally:
         for p in procs:
             _stop(p)
@@ -146,7 +157,7 @@ async def _storm(http, activity_id: str, n: int, label: str) -> tuple[float, lis
     async def worker():
         while not queue.empty():
             h = queue.get_nowait()
-            out.append(await http.post(url, json={}, headers=h))
+            out.append(await http.load("POST", url, json={}, headers=h))
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
@@ -202,7 +213,7 @@ async def _reads(http, activity_id: str, n: int) -> float:
     async def worker():
         while not queue.empty():
             queue.get_nowait()
-            await http.get(f"/activities/{activity_id}")
+            await http.load("GET", f"/activities/{activity_id}")
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
@@ -221,7 +232,7 @@ async def _tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
     return consumer
 
 
-async def _at_rate(http, bootstrap: str, activity_id: str, rate_per_s: int, seconds: int) -> dict:
+async def _at_rate(http, bootstrap: str, activity_id: str, rate_per_s: int, seconds: int, label: str = "") -> dict:
     """Open-loop load at `rate_per_s`; latency = request start -> the event consumed from Kafka."""
     consumer = await _tail(bootstrap, "events.registration.v1")
     started: dict[str, float] = {}
@@ -241,17 +252,14 @@ async def _at_rate(http, bootstrap: str, activity_id: str, rate_per_s: int, seco
                     if sub in started and sub not in arrived:
                         arrived[sub] = now
 
-    heads = {f"rate{rate_per_s}-{i}": _member(f"rate{rate_per_s}-{i}") for i in range(total)}
+    heads = {f"rate{rate_per_s}{label}-{i}": _member(f"rate{rate_per_s}{label}-{i}") for i in range(total)}
 
     async def one(sub: str):
         t0 = time.perf_counter()
         started[sub] = t0
-        try:
-            async with gate:
-                r = await http.post(f"/activities/{activity_id}/registrations", json={}, headers=heads[sub])
-            status = r.status_code
-        except httpx.HTTPError:
-            status = 0
+        async with gate:
+            status = (await http.load("POST", f"/activities/{activity_id}/registrations", json={},
+                                      headers=heads[sub])).status_code
         http_lat.append(time.perf_counter() - t0)
         if status != 201:
             errors.append(status)
@@ -265,7 +273,7 @@ async def _at_rate(http, bootstrap: str, activity_id: str, rate_per_s: int, seco
         delay = target - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(f"rate{rate_per_s}-{i}")))
+        tasks.append(asyncio.create_task(one(f"rate{rate_per_s}{label}-{i}")))
     await asyncio.gather(*tasks)
     offered_s = time.perf_counter() - t_begin
     try:
@@ -355,7 +363,10 @@ async def run(ctx: BenchContext) -> dict:
 
         rate_act = await _open(http, org, None)
         await asyncio.sleep(1)  # let the relay drain the storms' events before measuring latency
-        rates = {r: await _at_rate(http, ctx.broker.bootstrap, rate_act, r, secs_) for r, secs_ in RATES}
+        rates = {}
+        for r, secs_ in RATES:
+            await _at_rate(http, ctx.broker.bootstrap, rate_act, r, WARMUP_SECONDS, label="warm")
+            rates[r] = await _at_rate(http, ctx.broker.bootstrap, rate_act, r, secs_)
         floor = await _broker_floor(ctx.broker.bootstrap)
         print(f"\nlatency, open loop (at most {MAX_IN_FLIGHT} requests in flight)", flush=True)
         rows = []

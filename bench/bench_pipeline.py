@@ -21,18 +21,19 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import httpx
-import orjson
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import insert
 
-from bench.support import BenchContext, load_client, send, summary_ms, table
+from bench.support import BenchContext, summary_ms, table
 from common.config import ServiceSettings
 from common.events import CloudEvent
 from common.outbox import producer_for
 from common.service import ensure_topics
 from tests.support.harness import current_group_suffix, read_topic, token
+from tests.support.loadgen import LoadClient
 from tests.support.processes import ServiceProcess, isolate_groups, service_env
 from tests.support.scratch import Scratch, WidgetPayload, new_topic, outbox
 
@@ -201,7 +202,7 @@ async def end_to_end(ctx: BenchContext) -> dict:
     reg_port, mat_port = procs[0].port, procs[2].port
     headers = {"Authorization": f"Bearer {token('office_admin')}"}
     try:
-        async with httpx.AsyncClient(timeout=30) as http, load_client() as load:
+        async with httpx.AsyncClient(timeout=30) as http, LoadClient() as load:
             for port in (reg_port, procs[1].port, mat_port):
                 deadline = time.monotonic() + 120
                 while True:
@@ -235,11 +236,15 @@ async def end_to_end(ctx: BenchContext) -> dict:
                 nonlocal errors
                 body = {"kind": "enterprise", "name_zh": f"压测企业{i}", "uscc": _uscc(i), "district": "pudong"}
                 started = time.time()
-                status, raw = await send(load, "POST", url, json=body, headers=headers)
-                if status != 201:
+                try:
+                    r = await load.post(url, json=body, headers=headers)
+                except (aiohttp.ClientError, TimeoutError):
                     errors += 1
                     return
-                wid = orjson.loads(raw)["id"]
+                if r.status_code != 201:
+                    errors += 1
+                    return
+                wid = r.json()["id"]
                 returned[wid] = time.time()
                 sent_at[wid] = started
 

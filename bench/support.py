@@ -6,28 +6,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 from tests.support.harness import Broker, fresh_database, start_broker
-
-# Open-loop load goes through aiohttp: httpx's connection pool spends milliseconds of CPU per request once requests
-# queue (measured: 75% of a core for 74 requests/s), which made the load generator the bottleneck it was measuring.
-LOAD_CONNECTIONS = 64
-
-
-def load_client(limit: int = LOAD_CONNECTIONS) -> aiohttp.ClientSession:
-    """An HTTP client for generating load: keep-alive connections, at most `limit` of them."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit),
-                                 timeout=aiohttp.ClientTimeout(total=60))
-
-
-async def send(client: aiohttp.ClientSession, method: str, url: str, **kw) -> tuple[int, bytes]:
-    """One request; returns (status, body), with status 0 when the connection failed."""
-    try:
-        async with client.request(method, url, **kw) as r:
-            return r.status, await r.read()
-    except (aiohttp.ClientError, TimeoutError):
-        return 0, b""
 
 
 @dataclass

@@ -8,12 +8,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from load.seed import DISTRICTS, INDUSTRIES, KEYWORDS, OFFICE, Seeded, uscc
 from tests.support.harness import auth
+from tests.support.loadgen import LoadClient
 from tests.support.poison import enterprise_record
 
 MUNICIPAL_TOPIC = "municipal.enterprise.v1"
@@ -68,15 +69,14 @@ class Workload:
         names = list(MIX)
         weights = [MIX[n][1] for n in names]
         ops = {n: getattr(self, MIX[n][2]) for n in names}
-        # few connections: httpcore's pool costs CPU per connection, and this process shares the CPUs it measures
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all",
                                     request_timeout_ms=int(REQUEST_TIMEOUT * 1000))
         await producer.start()
         self.producer = producer
         in_flight: set[asyncio.Task] = set()
         try:
-            async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits) as http:
+            # aiohttp with few connections: this process shares the CPUs it measures (see tests/support/loadgen.py)
+            async with LoadClient(timeout=REQUEST_TIMEOUT) as http:
                 self.http = http
                 start = time.perf_counter()
                 self.t0 = start
@@ -105,9 +105,9 @@ class Workload:
         started = time.perf_counter()
         try:
             outcome, ok = await asyncio.wait_for(op(i), REQUEST_TIMEOUT)
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             outcome, ok = "timeout", False
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             outcome, ok = f"connection:{exc.__class__.__name__}", False
         except Exception as exc:  # a Kafka error, or a bug here: counted, never fatal to the run
             outcome, ok = f"error:{exc.__class__.__name__}", False

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from common.errors import InvalidTransition, Unprocessable
+from common.errors import Forbidden, InvalidTransition, Unprocessable
 
 
 class ActivityKind(StrEnum):
@@ -165,6 +165,13 @@ def new_join_code(length: int = 8) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- competitions
+
+
+def check_represents(*, member_institution: str | None, team_institution: str) -> None:
+    """Raise when a member bound to one institution would form or join a team that represents another."""
+    if member_institution and member_institution != team_institution:
+        raise Forbidden(f"a team represents one institution: this team is {team_institution}'s and you are a member "
+                        f"of {member_institution}", team_institution=team_institution)
 
 
 def check_team_size(*, members: int, team_max: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import JSON, Column, Field, SQLModel
 
 from common.db import UTCDateTime, add_platform_tables, new_registry, utcnow
@@ -107,7 +107,11 @@ class Registration(Table, table=True):
     """A person's, institution's or team's place in a pool: confirmed, waitlisted, offered, or ended."""
 
     __tablename__ = "registrations"
-    __table_args__ = (UniqueConstraint("pool_id", "participant_key", name="uq_registrations_pool_participant"),)
+    __table_args__ = (
+        UniqueConstraint("pool_id", "participant_key", name="uq_registrations_pool_participant"),
+        # Seat decisions count a pool's registrations by status under the pool's lock: an index-only range.
+        Index("ix_registrations_pool_status", "pool_id", "status"),
+    )
 
     id: str = Field(default_factory=_uuid, primary_key=True, max_length=36)
     activity_id: str = Field(max_length=36, index=True)

@@ -8,12 +8,12 @@ from collections import defaultdict
 from datetime import datetime
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.auth import Principal, Role
-from common.db import utcnow
+from common.db import UTCDateTime, utcnow
 from common.errors import Conflict, Forbidden, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from common.outbox import EventStager
 from events import contracts as c
@@ -373,30 +373,65 @@ _INSERT = insert(_REG)
 _REVIVE = update(_REG).where(_REG.c.id == bindparam("p_reg"))
 
 
+_EXISTING = select(*_REG.c).where(_REG.c.pool_id == bindparam("p_pool"), _REG.c.participant_key == bindparam("p_key"))
+_NEW_REG = [c.name for c in _REG.c if c.name not in ("status", "offer_expires_at")]
+_in = ", ".join  # for the constant status lists below (enum values, never input)
+# A new registration in one statement, run after _CLAIM took the pool's row lock, so that the lock is held for this
+# round trip and the commit only. It counts the pool (a statement after the lock: it sees every registration
+# committed before), decides the seat as domain.seat_available does and as nobody may jump a waitlist, inserts the
+# registration and its event (confirmed, or waitlisted with its queue position), and queues the NOTIFY that wakes
+# the relays. Everything in it is a bound parameter except the status constants.
+_PLACE_SQL = (
+    # Seat: room below the capacity (counting held seats up to the capacity only, so the cost does not grow with the
+    # pool) and nobody waiting. Position in line, only when waitlisted: those waiting before, plus one.
+    "WITH decided AS (SELECT CASE WHEN CAST(:capacity AS integer) IS NULL THEN true ELSE (SELECT count(*) FROM "  # noqa: S608
+    "(SELECT 1 FROM registrations WHERE pool_id = :pool_id AND status IN (" + _in(f"'{v}'" for v in _HOLDS_SEAT)
+    + ") LIMIT CAST(:capacity AS integer)) AS held) < CAST(:capacity AS integer) END AND NOT EXISTS (SELECT 1 FROM "
+    "registrations WHERE pool_id = :pool_id AND status = '" + R.WAITLISTED.value + "') AS seat), "
+    "positioned AS (SELECT seat, CASE WHEN seat THEN NULL ELSE (SELECT count(*) FROM registrations WHERE "
+    "pool_id = :pool_id AND status = '" + R.WAITLISTED.value + "') + 1 END AS position FROM decided), "
+    "placed AS (INSERT INTO registrations (" + _in(_NEW_REG) + ", status, offer_expires_at) SELECT "
+    + _in(f":{c}" for c in _NEW_REG) + ", CASE WHEN seat THEN '" + R.CONFIRMED.value + "' ELSE '"
+    + R.WAITLISTED.value + "' END, NULL FROM positioned), "
+    "event AS (INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at, attempts) "
+    "SELECT :event_id, :topic, :id, CASE WHEN seat THEN :confirmed_type ELSE :waitlisted_type END, "
+    "CASE WHEN seat THEN CAST(:confirmed_payload AS bytea) ELSE convert_to(CAST(jsonb_set(CAST(convert_from("
+    "CAST(:waitlisted_payload AS bytea), 'UTF8') AS jsonb), '{data,queue_position}', to_jsonb(position)) AS text), "
+    "'UTF8') END, :created_at, 0 FROM positioned RETURNING seq) "
+    "SELECT seat, position, (SELECT count(pg_notify(:channel, '')) FROM event) AS notified FROM positioned"
+)
+_PLACE = text(_PLACE_SQL).bindparams(
+    bindparam("created_at", type_=UTCDateTime), bindparam("updated_at", type_=UTCDateTime))
+
+
 async def _register_fast(
     *, session: AsyncSession, stager: EventStager, activity_id: str, data: RegistrationCreate, actor: Principal,
     now: datetime, key: str, institution_id: str | None,
 ) -> tuple[RegistrationRow, bool, int | None] | None:
-    """The common case of `register` in four statements; None when the pool is not open to this request (then the
-    full path names the reason: no such activity or session, registration closed)."""
+    """The common case of `register` in a few fixed statements; None when the pool is not open to this request (then
+    the full path names the reason: no such activity or session, registration closed)."""
     pool_id = data.session_id or activity_id
     async with session.begin():
         conn = await session.connection()  # Core statements on the session's transaction, past the ORM layer
+        found = (await conn.execute(_EXISTING, {"p_pool": pool_id, "p_key": key})).first()
         claim = (await conn.execute(_CLAIM, {"p_pool": pool_id, "p_activity": activity_id})).first()
         if claim is None or claim.session_id != data.session_id:
             return None
+        fields = dict(
+            queue_seq=claim.seq, display_name=data.display_name or actor.name, institution_id=institution_id,
+            team_id=None, contact_phone=data.contact_phone, contact_email=data.contact_email,
+            public_consent=data.public_consent, participant_id=actor.sub, updated_at=now,
+        )
+        if found is None and conn.dialect.name == "postgresql":
+            return await _place_new(conn, stager, session, activity_id=activity_id, pool_id=pool_id, key=key,
+                                    data=data, fields=fields, claim=claim)
         row = (await conn.execute(_SEATS_AND_EXISTING, {"p_pool": pool_id, "p_key": key})).one()
         existing = RegistrationRow(**{c.key: row._mapping[c] for c in _REG.c}) if row.id is not None else None
         if existing is not None and existing.status in domain.ACTIVE:
             return existing, False, await queue_position(session, existing)
         seat = domain.seat_available(capacity=claim.capacity, held=row.held) and row.waiting == 0
         status = R.CONFIRMED if seat else R.WAITLISTED
-        fields = dict(
-            status=status.value, queue_seq=claim.seq, offer_expires_at=None,
-            display_name=data.display_name or actor.name, institution_id=institution_id, team_id=None,
-            contact_phone=data.contact_phone, contact_email=data.contact_email, public_consent=data.public_consent,
-            participant_id=actor.sub, updated_at=now,
-        )
+        fields.update(status=status.value, offer_expires_at=None)
         if existing is not None:  # withdrawn, expired or cancelled before: the same registration comes back
             reg = existing
             fields["version"] = existing.version + 1
@@ -415,6 +450,34 @@ async def _register_fast(
         contract = c.RegistrationConfirmed if seat else c.RegistrationWaitlisted
         await stager.stage(session, contract, key=reg.id, payload=registration_payload(
             reg, SimpleNamespace(title_zh=claim.title_zh), queue_position=position))
+    return reg, True, position
+
+
+async def _place_new(
+    conn, stager: EventStager, session: AsyncSession, *, activity_id: str, pool_id: str, key: str,
+    data: RegistrationCreate, fields: dict, claim,
+) -> tuple[RegistrationRow, bool, int | None]:
+    """Insert a first-time registration and its event with _PLACE (PostgreSQL, pool row already locked)."""
+    reg = RegistrationRow(
+        id=str(uuid.uuid4()), activity_id=activity_id, pool_id=pool_id, session_id=data.session_id,
+        participant_key=key, participant_kind=data.participant_kind.value, checkin_token=domain.new_token(),
+        version=1, created_at=utcnow(), offer_expires_at=None, **fields)
+    act = SimpleNamespace(title_zh=claim.title_zh)
+    # Both possible events share one id; the statement keeps the one that matches the seat decision.
+    confirmed, c_row = stager.event_row(c.RegistrationConfirmed, key=reg.id, payload=registration_payload(
+        SimpleNamespace(**vars(reg), status=R.CONFIRMED.value), act))
+    _, w_row = stager.event_row(c.RegistrationWaitlisted, key=reg.id, event_id=confirmed.id, payload=(
+        registration_payload(SimpleNamespace(**vars(reg), status=R.WAITLISTED.value), act, queue_position=0)))
+    params = {**{col: getattr(reg, col) for col in _NEW_REG}, "capacity": claim.capacity,
+              "event_id": confirmed.id, "topic": c_row["topic"], "confirmed_type": c_row["event_type"],
+              "waitlisted_type": w_row["event_type"], "confirmed_payload": c_row["payload"],
+              "waitlisted_payload": w_row["payload"], "channel": stager.channel}
+    try:
+        seat, position, _ = (await conn.execute(_PLACE, params)).one()
+    except IntegrityError as exc:  # a twin request for the same participant committed first
+        raise _SameParticipantRaced() from exc
+    stager.staged(session)
+    reg.status = (R.CONFIRMED if seat else R.WAITLISTED).value
     return reg, True, position
 
 

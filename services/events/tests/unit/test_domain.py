@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.errors import InvalidTransition, Unprocessable
+from common.errors import Forbidden, InvalidTransition, Unprocessable
 from events import domain
 from events.domain import ActivityStatus as S
 from events.domain import AwardTier, Criterion, Entry
@@ -147,3 +147,11 @@ def test_conflicts_of_interest():
                                  alliances=alliances)
     assert coi(judge_institution="x", team_institutions=["z"], successor_of=succ, alliances=alliances) is None
     assert coi(judge_institution=None, team_institutions=["z"], successor_of=succ, alliances=alliances) is None
+
+
+def test_a_member_bound_to_one_institution_never_represents_another_in_a_team():
+    domain.check_represents(member_institution="inst-a", team_institution="inst-a")
+    domain.check_represents(member_institution=None, team_institution="inst-a")  # a member of no institution may join
+    with pytest.raises(Forbidden) as refused:
+        domain.check_represents(member_institution="inst-b", team_institution="inst-a")
+    assert "inst-a" in str(refused.value.detail) and "inst-b" in str(refused.value.detail)
