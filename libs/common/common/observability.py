@@ -106,6 +106,7 @@ class HttpMiddleware:
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.limiter = WriteRateLimiter(write_rate_per_second, write_burst)
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled metrics, looked up once each
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -172,9 +173,13 @@ class HttpMiddleware:
     def _observe(self, scope: Scope, code: int, start: float) -> None:
         route = scope.get("route")
         path = getattr(route, "path", None) or ("unmatched" if code == 404 else "other")
-        method = scope.get("method", "")
-        HTTP_REQUESTS.labels(self.service, method, path, str(code)).inc()
-        HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - start)
+        key = (scope.get("method", ""), path, code)  # routes x methods x status codes: a small, bounded set
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (HTTP_REQUESTS.labels(self.service, key[0], path, str(code)),
+                                          HTTP_LATENCY.labels(self.service, key[0], path))
+        series[0].inc()
+        series[1].observe(time.perf_counter() - start)
 
 
 async def _close_all(closers: list[Callable[[], Awaitable[Any]]]) -> None:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, bindparam, exists, func, insert, literal, or_, select, text
+from sqlalchemy import Text, and_, bindparam, exists, func, insert, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.db import UTCDateTime, utcnow
+from common.db import utcnow
 from common.errors import Conflict, Forbidden, NotFound, Unprocessable
 from common.events import EventContract
 from common.outbox import EventStager
@@ -149,11 +150,10 @@ _REGISTER_SQL = (
     + ", updated_at, 0 FROM added RETURNING seq) "
     "SELECT pg_notify(:channel, '') FROM event"
 )
-# Built once from constant column names; every value is a bound parameter.
-_REGISTER = text(_REGISTER_SQL).bindparams(
-    bindparam("created_at", type_=UTCDateTime), bindparam("updated_at", type_=UTCDateTime),
-    bindparam("name_grams", type_=ARRAY(Text())),
-)
+# Built once from constant column names; every value is a bound parameter. The hot path sends it in the driver's own
+# positional form ($1, $2, ...): no SQL compilation and no per-value processing on each request.
+_REGISTER_PARAMS = tuple(dict.fromkeys(re.findall(r":(\w+)", _REGISTER_SQL)))
+_REGISTER_NATIVE = re.sub(r":(\w+)", lambda m: f"${_REGISTER_PARAMS.index(m.group(1)) + 1}", _REGISTER_SQL)
 
 
 async def add_institution(
@@ -182,7 +182,8 @@ async def add_institution(
         params = {**row, **{c: _json(row[c]) for c in _JSON_COLUMNS}, "actor": actor,
                   "changes": _json(revision["changes"]), "snapshot": _json(revision["snapshot"]),
                   **{f"outbox_{c}": event[c] for c in _OUTBOX_COLUMNS}, "channel": stager.channel}
-        await (await session.connection()).execute(_REGISTER, params)  # Core: past the ORM layer
+        conn = await session.connection()
+        await conn.exec_driver_sql(_REGISTER_NATIVE, tuple(params[p] for p in _REGISTER_PARAMS))
         stager.staged(session)
     else:
         await session.execute(insert(Institution.__table__).values(**row))
