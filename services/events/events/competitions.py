@@ -122,7 +122,7 @@ async def create_team(
         track = await session.get(Track, data.track_id)
         if track is None or track.activity_id != act.id:
             raise NotFound(f"competition {act.id} has no track {data.track_id}")
-        domain.check_represents(member_institution=actor.institution_id, team_institution=data.institution_id)
+        domain.check_represents(member_institution=actor.institution_id, represented=data.institution_id)
         if await session.get(Organiser, data.institution_id) is None:
             raise Unprocessable(f"institution {data.institution_id} is not registered (yet)")
         await _not_in_a_team(session, act.id, actor.sub)
@@ -162,7 +162,7 @@ async def join_team(
             raise NotFound("no team has this join code")
         act = await session.get(Activity, team.activity_id)
         domain.registration_open_for(act.status)
-        domain.check_represents(member_institution=actor.institution_id, team_institution=team.institution_id)
+        domain.check_represents(member_institution=actor.institution_id, represented=team.institution_id)
         track = await session.get(Track, team.track_id)
         await _not_in_a_team(session, act.id, actor.sub)
         members = (await session.execute(select(func.count()).select_from(TeamMember).where(

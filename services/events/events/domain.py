@@ -167,11 +167,12 @@ def new_join_code(length: int = 8) -> str:
 # ---------------------------------------------------------------------------------------------- competitions
 
 
-def check_represents(*, member_institution: str | None, team_institution: str) -> None:
-    """Raise when a member bound to one institution would form or join a team that represents another."""
-    if member_institution and member_institution != team_institution:
-        raise Forbidden(f"a team represents one institution: this team is {team_institution}'s and you are a member "
-                        f"of {member_institution}", team_institution=team_institution)
+def check_represents(*, member_institution: str | None, represented: str | None, what: str = "this team") -> None:
+    """Raise when a member bound to one institution would stand for another: a team formed or joined, a registration
+    shown under an institution's name. A member whose account names no institution is not bound to one."""
+    if member_institution and represented and member_institution != represented:
+        raise Forbidden(f"{what} would represent institution {represented}, and you are a member of "
+                        f"{member_institution}", represented=represented)
 
 
 def check_team_size(*, members: int, team_max: int) -> None:

@@ -489,6 +489,8 @@ def _registrant(data: RegistrationCreate, actor: Principal) -> tuple[str, str | 
         return domain.participant_key(ParticipantKind.INSTITUTION, data.institution_id), data.institution_id
     if not actor.has(Role.MEMBER):
         return None
+    if actor.institution_id and data.institution_id not in (None, actor.institution_id):
+        return None  # naming another institution than one's own: the full path refuses it with the reason
     return domain.participant_key(ParticipantKind.INDIVIDUAL, actor.sub), data.institution_id or actor.institution_id
 
 
@@ -528,6 +530,8 @@ async def register(
                 if not actor.has(Role.MEMBER):
                     raise Forbidden("individuals register themselves with a member account")
                 key = domain.participant_key(ParticipantKind.INDIVIDUAL, actor.sub)
+                domain.check_represents(member_institution=actor.institution_id, represented=data.institution_id,
+                                        what="this registration")
                 inst = data.institution_id or actor.institution_id
             return await place(
                 session=session, stager=stager, act=act, pool_id=data.session_id or act.id, key=key,

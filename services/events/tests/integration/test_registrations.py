@@ -275,3 +275,18 @@ async def test_no_registration_survives_a_cancellation_that_races_with_a_storm(b
         listing = (await svc.http.get(url, headers=OFFICE)).json()["items"]
         assert {x["status"] for x in listing} <= {"cancelled"}, "a registration slipped in after the cancellation"
         assert len(listing) == sum(r.status_code == 201 for r in regs)
+
+
+async def test_a_member_registers_under_their_own_institution_only(broker):
+    org, school_a, school_b = new_id(), new_id(), new_id()
+    async with events_service(broker) as svc:
+        await feed_institutions(svc, broker, (org, "上海会展中心"))
+        act = await open_activity(svc, org, capacity=None)
+        url = f"/activities/{act['id']}/registrations"
+        student = auth("member", institution=school_b, sub="student-of-b")
+        r = await svc.http.post(url, json={"institution_id": school_a}, headers=student)
+        assert r.status_code == 403 and school_a in r.json()["detail"]  # never listed as someone else's
+        own = await svc.http.post(url, json={"institution_id": school_b}, headers=student)
+        assert own.status_code == 201 and own.json()["institution_id"] == school_b
+        implied = await svc.http.post(url, json={}, headers=auth("member", institution=school_a, sub="student-of-a"))
+        assert implied.status_code == 201 and implied.json()["institution_id"] == school_a

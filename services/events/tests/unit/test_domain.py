@@ -149,9 +149,10 @@ def test_conflicts_of_interest():
     assert coi(judge_institution=None, team_institutions=["z"], successor_of=succ, alliances=alliances) is None
 
 
-def test_a_member_bound_to_one_institution_never_represents_another_in_a_team():
-    domain.check_represents(member_institution="inst-a", team_institution="inst-a")
-    domain.check_represents(member_institution=None, team_institution="inst-a")  # a member of no institution may join
+def test_a_member_bound_to_one_institution_never_represents_another():
+    domain.check_represents(member_institution="inst-a", represented="inst-a")
+    domain.check_represents(member_institution=None, represented="inst-a")  # a member of no institution is not bound
+    domain.check_represents(member_institution="inst-a", represented=None)  # nothing represented
     with pytest.raises(Forbidden) as refused:
-        domain.check_represents(member_institution="inst-b", team_institution="inst-a")
+        domain.check_represents(member_institution="inst-b", represented="inst-a")
     assert "inst-a" in str(refused.value.detail) and "inst-b" in str(refused.value.detail)
