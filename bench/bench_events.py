@@ -33,7 +33,7 @@ from common.migrations import upgrade_async
 from common.service import ensure_topics
 from events.config import MIGRATIONS
 from tests.support.harness import ROOT, auth, free_port, partitions_of, produce, token, wait_until
-from tests.support.loadgen import LoadClient, Reply
+from tests.support.loadgen import LoadClient, Reply, collector_paused
 
 STORM_REQUESTS = 600
 STORM_CAPACITY = 150
@@ -266,21 +266,22 @@ async def _at_rate(http, bootstrap: str, activity_id: str, rate_per_s: int, seco
             del started[sub]
 
     reader = asyncio.create_task(read())
-    t_begin = time.perf_counter()
-    tasks = []
-    for i in range(total):
-        target = t_begin + i / rate_per_s
-        delay = target - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(f"rate{rate_per_s}{label}-{i}")))
-    await asyncio.gather(*tasks)
-    offered_s = time.perf_counter() - t_begin
-    try:
-        await asyncio.wait_for(reader, timeout=30)
-    finally:
-        reader.cancel()
-        await consumer.stop()
+    with collector_paused():
+        t_begin = time.perf_counter()
+        tasks = []
+        for i in range(total):
+            target = t_begin + i / rate_per_s
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(f"rate{rate_per_s}{label}-{i}")))
+        await asyncio.gather(*tasks)
+        offered_s = time.perf_counter() - t_begin
+        try:
+            await asyncio.wait_for(reader, timeout=30)
+        finally:
+            reader.cancel()
+            await consumer.stop()
     e2e = [arrived[s] - started[s] for s in arrived]
     return {"target_rate_per_s": rate_per_s, "offered_rate_per_s": round(total / offered_s, 1),
             "events_seen": len(arrived), "errors": len(errors),

@@ -33,7 +33,7 @@ from common.events import CloudEvent
 from common.outbox import producer_for
 from common.service import ensure_topics
 from tests.support.harness import current_group_suffix, read_topic, token
-from tests.support.loadgen import LoadClient
+from tests.support.loadgen import LoadClient, collector_paused
 from tests.support.processes import ServiceProcess, isolate_groups, service_env
 from tests.support.scratch import Scratch, WidgetPayload, new_topic, outbox
 
@@ -109,14 +109,15 @@ async def relay_vs_raw(ctx: BenchContext, rounds: int = 3) -> dict:
 async def _open_loop(rate: int, seconds: float, fire) -> None:
     """Call `fire(i)` at a fixed rate (open loop: a slow call never delays the next one)."""
     n = int(rate * seconds)
-    start = time.perf_counter()
-    tasks = []
-    for i in range(n):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(i)))
-    await asyncio.gather(*tasks)
+    with collector_paused():
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(fire(i)))
+        await asyncio.gather(*tasks)
 
 
 async def raw_kafka_latency(ctx: BenchContext) -> dict:

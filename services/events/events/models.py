@@ -115,7 +115,7 @@ class Registration(Table, table=True):
 
     id: str = Field(default_factory=_uuid, primary_key=True, max_length=36)
     activity_id: str = Field(max_length=36, index=True)
-    pool_id: str = Field(max_length=36, index=True)
+    pool_id: str = Field(max_length=36)  # indexed as the first column of ix_registrations_pool_status
     session_id: str | None = Field(default=None, max_length=36)
     participant_key: str = Field(max_length=80)
     participant_id: str = Field(max_length=200, index=True)  # the registrant's user sub

@@ -373,7 +373,12 @@ _INSERT = insert(_REG)
 _REVIVE = update(_REG).where(_REG.c.id == bindparam("p_reg"))
 
 
-_EXISTING = select(*_REG.c).where(_REG.c.pool_id == bindparam("p_pool"), _REG.c.participant_key == bindparam("p_key"))
+_EXISTING = (  # before the lock: the activity's title and whether this participant registered in the pool before
+    select(_ACT.c.title_zh, _REG.c.id)
+    .select_from(_ACT.outerjoin(_REG, and_(_REG.c.pool_id == bindparam("p_pool"),
+                                           _REG.c.participant_key == bindparam("p_key"))))
+    .where(_ACT.c.id == bindparam("p_activity"))
+)
 _NEW_REG = [c.name for c in _REG.c if c.name not in ("status", "offer_expires_at")]
 _in = ", ".join  # for the constant status lists below (enum values, never input)
 # A new registration in one statement, run after _CLAIM took the pool's row lock, so that the lock is held for this
@@ -413,18 +418,21 @@ async def _register_fast(
     pool_id = data.session_id or activity_id
     async with session.begin():
         conn = await session.connection()  # Core statements on the session's transaction, past the ORM layer
-        found = (await conn.execute(_EXISTING, {"p_pool": pool_id, "p_key": key})).first()
+        found = (await conn.execute(_EXISTING, {"p_pool": pool_id, "p_key": key, "p_activity": activity_id})).first()
+        if found is None:
+            return None  # no such activity
+        fields = dict(
+            display_name=data.display_name or actor.name, institution_id=institution_id, team_id=None,
+            contact_phone=data.contact_phone, contact_email=data.contact_email, public_consent=data.public_consent,
+            participant_id=actor.sub, updated_at=now,
+        )
+        if found.id is None and conn.dialect.name == "postgresql":
+            return await _place_new(conn, stager, session, activity_id=activity_id, pool_id=pool_id, key=key,
+                                    data=data, fields=fields, title=found.title_zh)
         claim = (await conn.execute(_CLAIM, {"p_pool": pool_id, "p_activity": activity_id})).first()
         if claim is None or claim.session_id != data.session_id:
             return None
-        fields = dict(
-            queue_seq=claim.seq, display_name=data.display_name or actor.name, institution_id=institution_id,
-            team_id=None, contact_phone=data.contact_phone, contact_email=data.contact_email,
-            public_consent=data.public_consent, participant_id=actor.sub, updated_at=now,
-        )
-        if found is None and conn.dialect.name == "postgresql":
-            return await _place_new(conn, stager, session, activity_id=activity_id, pool_id=pool_id, key=key,
-                                    data=data, fields=fields, claim=claim)
+        fields["queue_seq"] = claim.seq
         row = (await conn.execute(_SEATS_AND_EXISTING, {"p_pool": pool_id, "p_key": key})).one()
         existing = RegistrationRow(**{c.key: row._mapping[c] for c in _REG.c}) if row.id is not None else None
         if existing is not None and existing.status in domain.ACTIVE:
@@ -455,23 +463,29 @@ async def _register_fast(
 
 async def _place_new(
     conn, stager: EventStager, session: AsyncSession, *, activity_id: str, pool_id: str, key: str,
-    data: RegistrationCreate, fields: dict, claim,
-) -> tuple[RegistrationRow, bool, int | None]:
-    """Insert a first-time registration and its event with _PLACE (PostgreSQL, pool row already locked)."""
+    data: RegistrationCreate, fields: dict, title: str,
+) -> tuple[RegistrationRow, bool, int | None] | None:
+    """Insert a first-time registration and its event (PostgreSQL): everything is prepared before the pool's lock is
+    taken (_CLAIM), so that only _PLACE and the commit run while it is held."""
     reg = RegistrationRow(
         id=str(uuid.uuid4()), activity_id=activity_id, pool_id=pool_id, session_id=data.session_id,
         participant_key=key, participant_kind=data.participant_kind.value, checkin_token=domain.new_token(),
-        version=1, created_at=utcnow(), offer_expires_at=None, **fields)
-    act = SimpleNamespace(title_zh=claim.title_zh)
+        version=1, created_at=utcnow(), offer_expires_at=None, queue_seq=0, **fields)
+    act = SimpleNamespace(title_zh=title)
     # Both possible events share one id; the statement keeps the one that matches the seat decision.
     confirmed, c_row = stager.event_row(c.RegistrationConfirmed, key=reg.id, payload=registration_payload(
         SimpleNamespace(**vars(reg), status=R.CONFIRMED.value), act))
     _, w_row = stager.event_row(c.RegistrationWaitlisted, key=reg.id, event_id=confirmed.id, payload=(
         registration_payload(SimpleNamespace(**vars(reg), status=R.WAITLISTED.value), act, queue_position=0)))
-    params = {**{col: getattr(reg, col) for col in _NEW_REG}, "capacity": claim.capacity,
+    params = {**{col: getattr(reg, col) for col in _NEW_REG},
               "event_id": confirmed.id, "topic": c_row["topic"], "confirmed_type": c_row["event_type"],
               "waitlisted_type": w_row["event_type"], "confirmed_payload": c_row["payload"],
               "waitlisted_payload": w_row["payload"], "channel": stager.channel}
+    claim = (await conn.execute(_CLAIM, {"p_pool": pool_id, "p_activity": activity_id})).first()
+    if claim is None or claim.session_id != data.session_id:
+        return None
+    reg.queue_seq = params["queue_seq"] = claim.seq
+    params["capacity"] = claim.capacity
     try:
         seat, position, _ = (await conn.execute(_PLACE, params)).one()
     except IntegrityError as exc:  # a twin request for the same participant committed first
