@@ -1,4 +1,6 @@
-"""The platform under load: a broker, fresh PostgreSQL databases and the four services as real uvicorn processes."""
+"""The platform under load: a broker, fresh PostgreSQL databases and the four services as real uvicorn processes, laid
+out as they are deployed: per service an API process (`<service>`) and a worker process (`<service>-worker`: outbox
+relay, consumers, sweeps), so a heavy request never delays the service's consumers."""
 
 from __future__ import annotations
 
@@ -62,16 +64,23 @@ async def start_platform(tmp: Path, logs: Path) -> Platform:
     dbs = {s: await fresh_database(f"load_{s}") for s in SERVICES}
     for s in SERVICES:
         await isolate_groups(s, bootstrap=broker.bootstrap, suffix=suffix)
-    procs = {
-        s: ServiceProcess(s, "api+worker", service_env(s, db_url=dbs[s], bootstrap=broker.bootstrap, run_workers=True),
-                          logs / f"{s}.log")
-        for s in SERVICES
-    }
+    procs: dict[str, ServiceProcess] = {}
+    for s in SERVICES:
+        procs[s] = ServiceProcess(s, "api", service_env(s, db_url=dbs[s], bootstrap=broker.bootstrap,
+                                                        run_workers=False), logs / f"{s}.log")
+        procs[f"{s}-worker"] = ServiceProcess(s, "worker", service_env(
+            s, db_url=dbs[s], bootstrap=broker.bootstrap, run_workers=True, **{f"{s.upper()}_RUN_MIGRATIONS": "false"}),
+            logs / f"{s}-worker.log")
     platform = Platform(broker=broker, dbs=dbs, procs=procs)
     try:
-        for p in procs.values():
+        apis = [procs[s] for s in SERVICES]  # the APIs migrate their databases; the workers start after them
+        for p in apis:
             p.start()
-        await asyncio.gather(*(asyncio.to_thread(_alive_or_retry, p) for p in procs.values()))
+        await asyncio.gather(*(asyncio.to_thread(_alive_or_retry, p) for p in apis))
+        workers = [procs[f"{s}-worker"] for s in SERVICES]
+        for p in workers:
+            p.start()
+        await asyncio.gather(*(asyncio.to_thread(_alive_or_retry, p) for p in workers))
         await wait_ready(procs.values())
     except BaseException:
         await platform.stop()

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from common.outbox import producer_is_broken
 from load.seed import DISTRICTS, INDUSTRIES, KEYWORDS, OFFICE, Seeded, uscc
 from tests.support.harness import auth
 from tests.support.loadgen import LoadClient
@@ -69,10 +70,8 @@ class Workload:
         names = list(MIX)
         weights = [MIX[n][1] for n in names]
         ops = {n: getattr(self, MIX[n][2]) for n in names}
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all",
-                                    request_timeout_ms=int(REQUEST_TIMEOUT * 1000))
-        await producer.start()
-        self.producer = producer
+        self.producer = await self._new_producer()
+        self._renewing = asyncio.Lock()
         in_flight: set[asyncio.Task] = set()
         try:
             # aiohttp with few connections: this process shares the CPUs it measures (see tests/support/loadgen.py)
@@ -95,7 +94,20 @@ class Workload:
                 if in_flight:
                     await asyncio.wait(in_flight, timeout=REQUEST_TIMEOUT + 5)
         finally:
-            await producer.stop()
+            await self.producer.stop()
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all",
+                                    request_timeout_ms=int(REQUEST_TIMEOUT * 1000))
+        await producer.start()
+        return producer
+
+    async def _renew_producer(self, broken: AIOKafkaProducer) -> None:
+        """Replace a producer out of step with a restarted broker, as the services do (common.outbox)."""
+        async with self._renewing:
+            if self.producer is broken:
+                self.producer = await self._new_producer()
+                await asyncio.gather(broken.stop(), return_exceptions=True)
 
     def _now(self) -> float:
         return time.perf_counter() - self.t0
@@ -217,6 +229,12 @@ class Workload:
         sent = time.time()
         t = self._now()
         key = uscc(20, i).encode()
-        await self.producer.send_and_wait(MUNICIPAL_TOPIC, value=raw, key=key)
+        producer = self.producer
+        try:
+            await producer.send_and_wait(MUNICIPAL_TOPIC, value=raw, key=key)
+        except Exception as exc:
+            if producer_is_broken(exc):
+                await self._renew_producer(producer)
+            raise
         self.municipal.append((event_id, sent, time.time(), t))
         return "acked", True

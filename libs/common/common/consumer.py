@@ -28,6 +28,7 @@ from common.context import correlation_id_var, event_id_var
 from common.db import is_unavailable
 from common.events import CloudEvent, MalformedEvent, dead_letter_topic
 from common.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+from common.outbox import producer_is_broken
 
 log = logging.getLogger("common.consumer")
 
@@ -104,6 +105,7 @@ class EventConsumer:
         self, *, name: str, service: str, bootstrap: str, subscriptions: list[Subscription],
         sessions: async_sessionmaker[AsyncSession], processed: Table, producer: AIOKafkaProducer,
         max_attempts: int = 5, backoff_seconds: float = 0.2, batch_size: int = 500, group_suffix: str = "",
+        renew_producer: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.name = name
         self.service = service
@@ -112,6 +114,7 @@ class EventConsumer:
         self.sessions = sessions
         self.processed = processed
         self.producer = producer
+        self.renew_producer = renew_producer
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.batch_size = batch_size
@@ -346,9 +349,14 @@ class EventConsumer:
                 headers.append(("dlq.event_id", event.id.encode()))
             if trace:
                 headers.append(("dlq.trace", trace[-4000:].encode()))
-            await self.producer.send_and_wait(
-                dead_letter_topic(msg.topic), value=msg.value, key=msg.key, headers=headers,
-            )
+            try:
+                await self.producer.send_and_wait(
+                    dead_letter_topic(msg.topic), value=msg.value, key=msg.key, headers=headers,
+                )
+            except Exception as exc:
+                if self.renew_producer is not None and producer_is_broken(exc):
+                    await self.renew_producer()  # the batch is retried (an infrastructure failure) with the new one
+                raise
             await session.execute(
                 insert(p).values(consumer=self.name, event_id=marker, topic=msg.topic, processed_at=datetime.now(UTC))
             )

@@ -14,11 +14,18 @@ import logging
 import time
 import zlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+)
 from pydantic import BaseModel
 from sqlalchemy import BigInteger, Table, any_, bindparam, delete, func, insert, select, update
 from sqlalchemy import event as sa_event
@@ -111,6 +118,26 @@ class EventStager:
         return ev
 
 
+# Errors after which an idempotent producer never sends again: its sequence numbers went out of step with the broker's
+# (typically once the broker restarted while batches were in flight). The Java client bumps its epoch and carries on;
+# aiokafka cannot (aio-libs/aiokafka#1017), so the service replaces the producer with a fresh one (a new producer id).
+# Whatever was in doubt stays in the outbox and is sent again; consumers drop the duplicates by event id.
+PRODUCER_FATAL = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping, ProducerFenced)
+
+
+def producer_is_broken(exc: BaseException | None) -> bool:
+    """Whether an error (or its cause) means the producer must be replaced."""
+    while exc is not None:
+        if isinstance(exc, PRODUCER_FATAL):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+class PublishFailed(RuntimeError):
+    """Some outbox rows were not acknowledged by the broker; they stay in the outbox for the next round."""
+
+
 def producer_for(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
     """An idempotent producer (acks=all) tuned for low latency."""
     return AIOKafkaProducer(
@@ -125,6 +152,7 @@ class OutboxRelay:
     def __init__(
         self, *, engine: AsyncEngine, table: Table, producer: AIOKafkaProducer, service: str,
         sweep_seconds: float = 1.0, batch_size: int = 500,
+        renew_producer: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.engine = engine
         self.table = table
@@ -138,6 +166,7 @@ class OutboxRelay:
         self._lock_key = zlib.crc32(f"outbox:{service}".encode()) & 0x7FFFFFFF
         self._is_pg = engine.dialect.name == "postgresql"
         self._last_gauge = 0.0
+        self.renew_producer = renew_producer  # replaces `producer` when the broker stops accepting it
 
     def wake(self) -> None:
         """Ask the relay to publish now (called after a commit that staged events)."""
@@ -182,6 +211,8 @@ class OutboxRelay:
             except Exception as exc:  # broker or database unavailable: keep the rows, try again later
                 failures += 1
                 log.warning("outbox relay: publish failed, will retry", extra={"error": repr(exc)})
+                if self.renew_producer is not None and producer_is_broken(exc):
+                    await self._renew()
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
                 continue
             if sent >= self.batch_size:
@@ -191,6 +222,13 @@ class OutboxRelay:
                 await asyncio.sleep(self.linger_seconds)  # let concurrent commits join the same batch
             except TimeoutError:
                 pass
+
+    async def _renew(self) -> None:
+        try:
+            await self.renew_producer()
+            log.warning("outbox relay: the producer was out of step with the broker; replaced it with a new one")
+        except Exception as exc:  # the broker may be away again; the next failure tries again
+            log.warning("outbox relay: replacing the producer failed", extra={"error": repr(exc)})
 
     async def publish_pending(self) -> int:
         """Publish up to one batch per call, repeating while full batches come back; returns how many were sent."""
@@ -245,7 +283,7 @@ class OutboxRelay:
                     .values(attempts=t.c.attempts + 1, last_error=repr(first_error)[:2000])
                 )
         if failed:
-            raise RuntimeError(f"{len(failed)} outbox events not acknowledged: {first_error!r}")
+            raise PublishFailed(f"{len(failed)} outbox events not acknowledged: {first_error!r}") from first_error
         return len(done), len(rows)
 
     def _seq_in(self, seqs: list[int]):

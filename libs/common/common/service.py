@@ -71,7 +71,7 @@ class Runtime:
         self.producer: AIOKafkaProducer = producer_for(s.kafka_bootstrap_servers, client_id=s.service_name)
         self.relay = OutboxRelay(
             engine=self.engine, table=spec.outbox, producer=self.producer, service=s.service_name,
-            sweep_seconds=s.outbox_sweep_seconds, batch_size=s.outbox_batch_size,
+            sweep_seconds=s.outbox_sweep_seconds, batch_size=s.outbox_batch_size, renew_producer=self.renew_producer,
         )
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine, **{WAKE: self.relay.wake})
         # Reads (GET/HEAD) run each statement on its own, without BEGIN and ROLLBACK around it: two round trips fewer
@@ -85,14 +85,31 @@ class Runtime:
             EventConsumer(
                 name=c.name, service=s.service_name, bootstrap=s.kafka_bootstrap_servers,
                 subscriptions=c.subscriptions, sessions=self.sessions, processed=spec.processed,
-                producer=self.producer, max_attempts=s.consumer_max_attempts,
+                producer=self.producer, renew_producer=self.renew_producer, max_attempts=s.consumer_max_attempts,
                 backoff_seconds=s.consumer_backoff_seconds, batch_size=s.consumer_batch_size,
                 group_suffix=s.consumer_group_suffix,
             )
             for c in spec.consumers
         ]
         self.producer_ready = asyncio.Event()
+        self._renewing = asyncio.Lock()
         self.tasks: list[asyncio.Task] = []
+
+    async def renew_producer(self) -> AIOKafkaProducer:
+        """Replace the producer with a fresh one (see common.outbox.PRODUCER_FATAL); the relay and the consumers'
+        dead-letter sends use the new one from then on."""
+        async with self._renewing:
+            old = self.producer
+            new = producer_for(self.settings.kafka_bootstrap_servers, client_id=self.settings.service_name)
+            await new.start()
+            self.producer = self.relay.producer = new
+            for c in self.consumers:
+                c.producer = new
+            try:
+                await asyncio.wait_for(old.stop(), timeout=5)
+            except Exception:  # a broken producer may not stop cleanly; nothing in it is still wanted
+                pass
+            return new
 
     def topics(self) -> list[str]:
         """Every topic this service writes to (see `topics_for`)."""
