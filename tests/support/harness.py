@@ -174,6 +174,8 @@ async def start_groups_at_end(app: FastAPI, settings: ServiceSettings) -> None:
             tps = []
             for sub in c.subscriptions:
                 tps += await partitions_of(consumer, sub.topic)
+            if not tps:
+                raise RuntimeError(f"the broker does not know the topics of {group} yet")
             consumer.assign(tps)
             if any([await consumer.committed(tp) is not None for tp in tps]):
                 continue  # the group already ran in this test (a restart): it resumes where it stopped
@@ -199,13 +201,18 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of `topic`, refreshing the consumer's metadata once if it does not know the topic yet."""
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, *, timeout: float = 15.0) -> list[TopicPartition]:
+    """Every partition of `topic`, refreshing the consumer's metadata until it knows the topic: a topic created a
+    moment ago may not be in the broker's metadata yet (seen in CI on a busy machine)."""
+    deadline = time.monotonic() + timeout
     parts = consumer.partitions_for_topic(topic)
-    if parts is None:
+    while not parts:
         await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(topic) or set()
-    return [TopicPartition(topic, p) for p in sorted(parts)]
+        parts = consumer.partitions_for_topic(topic)
+        if parts or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    return [TopicPartition(topic, p) for p in sorted(parts or ())]
 
 
 async def read_topic(

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from pydantic import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -157,6 +158,12 @@ def _cell(inst: dict[str, Any], col: str) -> str:
     return "" if value is None else str(value)
 
 
+def _xlsx_safe(value: Any) -> Any:
+    """A cell value XLSX can hold: control characters (which a stored name may contain) become U+FFFD instead of
+    making the whole export fail."""
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
 async def export_institutions(
     *, session: AsyncSession, fmt: str, include_personal: bool, **filters: Any,
 ) -> tuple[bytes, str]:
@@ -179,7 +186,7 @@ async def export_institutions(
     ws = wb.create_sheet("institutions")
     ws.append(cols)
     for r in rows:
-        ws.append(r)
+        ws.append([_xlsx_safe(v) for v in r])
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue(), XLSX_TYPE

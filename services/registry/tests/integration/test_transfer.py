@@ -110,3 +110,14 @@ async def test_a_sheet_without_the_required_header_is_refused(reg):
     assert r.status_code == 422 and "header row" in r.json()["detail"]
     r = await reg.http.post("/institutions/import", content=b"PK\x03\x04garbage", headers={**OFFICE, **XLSX_TYPE})
     assert r.status_code == 422 and "XLSX" in r.json()["detail"]
+
+
+async def test_a_stored_name_with_control_characters_never_breaks_the_xlsx_export(reg):
+    name = "上海控制\x01字符\x1f科技有限公司"
+    r = await reg.http.post("/institutions", headers=OFFICE, json={
+        "kind": "enterprise", "name_zh": name, "uscc": new_uscc(), "district": "pudong"})
+    assert r.status_code == 201, r.text
+    xlsx = await reg.http.get("/institutions/export", params={"format": "xlsx", "q": "控制"}, headers=OFFICE)
+    assert xlsx.status_code == 200, xlsx.text
+    table = [list(row) for row in load_workbook(io.BytesIO(xlsx.content)).active.iter_rows(values_only=True)]
+    assert table[1][table[0].index("name_zh")] == "上海控制\ufffd字符\ufffd科技有限公司"
