@@ -89,9 +89,6 @@ def _properties(data: Path, port: int, controller_port: int, partitions: int) ->
         "group.initial.rebalance.delay.ms=0",
         "log.flush.interval.ms=1000",
         "message.max.bytes=2097152",
-        "num.network.threads=2",
-        "num.io.threads=2",
-        "background.threads=2",
         "",
     ])
 
