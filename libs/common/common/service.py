@@ -269,6 +269,7 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
             yield
         finally:
             await runtime.stop()
+            gc.unfreeze()  # collectable again: a process that runs several apps in turn (tests, benches) would leak
 
     app = FastAPIOffline(title=spec.title, description=spec.description, version=spec.version, lifespan=lifespan)
     app.state.spec = spec  # what the service is made of, for tools (ops commands, the AsyncAPI generator)
