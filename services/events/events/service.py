@@ -446,10 +446,7 @@ async def _register_fast(
             reg.__dict__.update(fields)
             await conn.execute(_REVIVE, {"p_reg": reg.id, **fields})
         else:
-            reg = RegistrationRow(
-                id=str(uuid.uuid4()), activity_id=activity_id, pool_id=pool_id, session_id=data.session_id,
-                participant_key=key, participant_kind=data.participant_kind.value, checkin_token=domain.new_token(),
-                version=1, created_at=utcnow(), **fields)
+            reg = _new_row(activity_id=activity_id, pool_id=pool_id, key=key, data=data, fields=fields)
             try:
                 await conn.execute(_INSERT, vars(reg))
             except IntegrityError as exc:  # a twin request for the same participant committed first
@@ -461,16 +458,22 @@ async def _register_fast(
     return reg, True, position
 
 
+def _new_row(*, activity_id: str, pool_id: str, key: str, data: RegistrationCreate, fields: dict) -> RegistrationRow:
+    """A first-time registration's columns (version 1, a new id and check-in token)."""
+    return RegistrationRow(
+        id=str(uuid.uuid4()), activity_id=activity_id, pool_id=pool_id, session_id=data.session_id,
+        participant_key=key, participant_kind=data.participant_kind.value, checkin_token=domain.new_token(),
+        version=1, created_at=utcnow(), **fields)
+
+
 async def _place_new(
     conn, stager: EventStager, session: AsyncSession, *, activity_id: str, pool_id: str, key: str,
     data: RegistrationCreate, fields: dict, title: str,
 ) -> tuple[RegistrationRow, bool, int | None] | None:
     """Insert a first-time registration and its event (PostgreSQL): everything is prepared before the pool's lock is
     taken (_CLAIM), so that only _PLACE and the commit run while it is held."""
-    reg = RegistrationRow(
-        id=str(uuid.uuid4()), activity_id=activity_id, pool_id=pool_id, session_id=data.session_id,
-        participant_key=key, participant_kind=data.participant_kind.value, checkin_token=domain.new_token(),
-        version=1, created_at=utcnow(), offer_expires_at=None, queue_seq=0, **fields)
+    reg = _new_row(activity_id=activity_id, pool_id=pool_id, key=key, data=data,
+                   fields={**fields, "offer_expires_at": None, "queue_seq": 0})
     act = SimpleNamespace(title_zh=title)
     # Both possible events share one id; the statement keeps the one that matches the seat decision.
     confirmed, c_row = stager.event_row(c.RegistrationConfirmed, key=reg.id, payload=registration_payload(
