@@ -373,40 +373,17 @@ _INSERT = insert(_REG)
 _REVIVE = update(_REG).where(_REG.c.id == bindparam("p_reg"))
 
 
-_EXISTING = (  # before the lock: the activity's title and whether this participant registered in the pool before
-    select(_ACT.c.title_zh, _REG.c.id)
-    .select_from(_ACT.outerjoin(_REG, and_(_REG.c.pool_id == bindparam("p_pool"),
-                                           _REG.c.participant_key == bindparam("p_key"))))
-    .where(_ACT.c.id == bindparam("p_activity"))
-)
-_NEW_REG = [c.name for c in _REG.c if c.name not in ("status", "offer_expires_at")]
-_in = ", ".join  # for the constant status lists below (enum values, never input)
-# A new registration in one statement, run after _CLAIM took the pool's row lock, so that the lock is held for this
-# round trip and the commit only. It counts the pool (a statement after the lock: it sees every registration
-# committed before), decides the seat as domain.seat_available does and as nobody may jump a waitlist, inserts the
-# registration and its event (confirmed, or waitlisted with its queue position), and queues the NOTIFY that wakes
-# the relays. Everything in it is a bound parameter except the status constants.
-_PLACE_SQL = (
-    # Seat: room below the capacity (counting held seats up to the capacity only, so the cost does not grow with the
-    # pool) and nobody waiting. Position in line, only when waitlisted: those waiting before, plus one.
-    "WITH decided AS (SELECT CASE WHEN CAST(:capacity AS integer) IS NULL THEN true ELSE (SELECT count(*) FROM "  # noqa: S608
-    "(SELECT 1 FROM registrations WHERE pool_id = :pool_id AND status IN (" + _in(f"'{v}'" for v in _HOLDS_SEAT)
-    + ") LIMIT CAST(:capacity AS integer)) AS held) < CAST(:capacity AS integer) END AND NOT EXISTS (SELECT 1 FROM "
-    "registrations WHERE pool_id = :pool_id AND status = '" + R.WAITLISTED.value + "') AS seat), "
-    "positioned AS (SELECT seat, CASE WHEN seat THEN NULL ELSE (SELECT count(*) FROM registrations WHERE "
-    "pool_id = :pool_id AND status = '" + R.WAITLISTED.value + "') + 1 END AS position FROM decided), "
-    "placed AS (INSERT INTO registrations (" + _in(_NEW_REG) + ", status, offer_expires_at) SELECT "
-    + _in(f":{c}" for c in _NEW_REG) + ", CASE WHEN seat THEN '" + R.CONFIRMED.value + "' ELSE '"
-    + R.WAITLISTED.value + "' END, NULL FROM positioned), "
-    "event AS (INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at, attempts) "
-    "SELECT :event_id, :topic, :id, CASE WHEN seat THEN :confirmed_type ELSE :waitlisted_type END, "
-    "CASE WHEN seat THEN CAST(:confirmed_payload AS bytea) ELSE convert_to(CAST(jsonb_set(CAST(convert_from("
-    "CAST(:waitlisted_payload AS bytea), 'UTF8') AS jsonb), '{data,queue_position}', to_jsonb(position)) AS text), "
-    "'UTF8') END, :created_at, 0 FROM positioned RETURNING seq) "
-    "SELECT seat, position, (SELECT count(pg_notify(:channel, '')) FROM event) AS notified FROM positioned"
-)
-_PLACE = text(_PLACE_SQL).bindparams(
-    bindparam("created_at", type_=UTCDateTime), bindparam("updated_at", type_=UTCDateTime))
+# A first-time registration on PostgreSQL: one call of the function that migration 0003 creates, run on its own
+# (autocommit), so that the pool's row lock is taken and released inside the server and never waits on this process.
+# It decides the seat as domain.seat_available does and as nobody may jump a waitlist, inserts the registration and
+# the matching event (with the activity's title and the queue position) and queues the NOTIFY that wakes the relays.
+_REGISTER_NEW = text(
+    "SELECT outcome, seat, queue_position, queue_seq FROM events_register_new(:activity_id, :pool_id, :session_id, "
+    ":participant_key, :id, :participant_id, :participant_kind, :display_name, :institution_id, :contact_phone, "
+    ":contact_email, :public_consent, :checkin_token, :created_at, :updated_at, :event_id, :topic, :confirmed_type, "
+    ":waitlisted_type, :confirmed_payload, :waitlisted_payload, :channel)"
+).bindparams(bindparam("created_at", type_=UTCDateTime), bindparam("updated_at", type_=UTCDateTime))
+_ON_ITS_OWN = {"isolation_level": "AUTOCOMMIT"}
 
 
 async def _register_fast(
@@ -416,19 +393,18 @@ async def _register_fast(
     """The common case of `register` in a few fixed statements; None when the pool is not open to this request (then
     the full path names the reason: no such activity or session, registration closed)."""
     pool_id = data.session_id or activity_id
-    async with session.begin():
-        conn = await session.connection()  # Core statements on the session's transaction, past the ORM layer
-        found = (await conn.execute(_EXISTING, {"p_pool": pool_id, "p_key": key, "p_activity": activity_id})).first()
-        if found is None:
-            return None  # no such activity
-        fields = dict(
-            display_name=data.display_name or actor.name, institution_id=institution_id, team_id=None,
-            contact_phone=data.contact_phone, contact_email=data.contact_email, public_consent=data.public_consent,
-            participant_id=actor.sub, updated_at=now,
-        )
-        if found.id is None and conn.dialect.name == "postgresql":
-            return await _place_new(conn, stager, session, activity_id=activity_id, pool_id=pool_id, key=key,
-                                    data=data, fields=fields, title=found.title_zh)
+    fields = dict(
+        display_name=data.display_name or actor.name, institution_id=institution_id, team_id=None,
+        contact_phone=data.contact_phone, contact_email=data.contact_email, public_consent=data.public_consent,
+        participant_id=actor.sub, updated_at=now,
+    )
+    if session.bind.dialect.name == "postgresql":
+        placed = await _register_new(session, stager, activity_id=activity_id, pool_id=pool_id, key=key, data=data,
+                                     fields=fields)
+        if placed is not None:
+            return placed
+    async with session.begin():  # registered before (or SQLite): the pool's lock, then the Core statements below
+        conn = await session.connection()
         claim = (await conn.execute(_CLAIM, {"p_pool": pool_id, "p_activity": activity_id})).first()
         if claim is None or claim.session_id != data.session_id:
             return None
@@ -466,36 +442,35 @@ def _new_row(*, activity_id: str, pool_id: str, key: str, data: RegistrationCrea
         version=1, created_at=utcnow(), **fields)
 
 
-async def _place_new(
-    conn, stager: EventStager, session: AsyncSession, *, activity_id: str, pool_id: str, key: str,
-    data: RegistrationCreate, fields: dict, title: str,
+async def _register_new(
+    session: AsyncSession, stager: EventStager, *, activity_id: str, pool_id: str, key: str,
+    data: RegistrationCreate, fields: dict,
 ) -> tuple[RegistrationRow, bool, int | None] | None:
-    """Insert a first-time registration and its event (PostgreSQL): everything is prepared before the pool's lock is
-    taken (_CLAIM), so that only _PLACE and the commit run while it is held."""
+    """Register a participant new to the pool in one statement (PostgreSQL, see _REGISTER_NEW); None when they
+    registered in it before or the pool is not open to this request."""
     reg = _new_row(activity_id=activity_id, pool_id=pool_id, key=key, data=data,
                    fields={**fields, "offer_expires_at": None, "queue_seq": 0})
-    act = SimpleNamespace(title_zh=title)
-    # Both possible events share one id; the statement keeps the one that matches the seat decision.
+    act = SimpleNamespace(title_zh="")  # the function writes the activity's title into the event it keeps
+    # Both possible events share one id; the function keeps the one that matches the seat decision.
     confirmed, c_row = stager.event_row(c.RegistrationConfirmed, key=reg.id, payload=registration_payload(
         SimpleNamespace(**vars(reg), status=R.CONFIRMED.value), act))
     _, w_row = stager.event_row(c.RegistrationWaitlisted, key=reg.id, event_id=confirmed.id, payload=(
         registration_payload(SimpleNamespace(**vars(reg), status=R.WAITLISTED.value), act, queue_position=0)))
-    params = {**{col: getattr(reg, col) for col in _NEW_REG},
-              "event_id": confirmed.id, "topic": c_row["topic"], "confirmed_type": c_row["event_type"],
+    params = {**vars(reg), "event_id": confirmed.id, "topic": c_row["topic"], "confirmed_type": c_row["event_type"],
               "waitlisted_type": w_row["event_type"], "confirmed_payload": c_row["payload"],
               "waitlisted_payload": w_row["payload"], "channel": stager.channel}
-    claim = (await conn.execute(_CLAIM, {"p_pool": pool_id, "p_activity": activity_id})).first()
-    if claim is None or claim.session_id != data.session_id:
-        return None
-    reg.queue_seq = params["queue_seq"] = claim.seq
-    params["capacity"] = claim.capacity
-    try:
-        seat, position, _ = (await conn.execute(_PLACE, params)).one()
-    except IntegrityError as exc:  # a twin request for the same participant committed first
-        raise _SameParticipantRaced() from exc
-    stager.staged(session)
-    reg.status = (R.CONFIRMED if seat else R.WAITLISTED).value
-    return reg, True, position
+    async with session.begin():  # commits nothing itself: the statement is its own transaction
+        conn = await session.connection(execution_options=_ON_ITS_OWN)
+        try:
+            done = (await conn.execute(_REGISTER_NEW, params)).one()
+        except IntegrityError as exc:  # a twin request for the same participant committed first
+            raise _SameParticipantRaced() from exc
+        if done.outcome != "placed":
+            return None
+        stager.staged(session)  # an in-process relay wakes when the session's (empty) transaction ends
+    reg.queue_seq = done.queue_seq
+    reg.status = (R.CONFIRMED if done.seat else R.WAITLISTED).value
+    return reg, True, done.queue_position
 
 
 def _registrant(data: RegistrationCreate, actor: Principal) -> tuple[str, str | None] | None:
