@@ -51,12 +51,15 @@ BEGIN
         outcome := 'closed';
         RETURN;
     END IF;
-    -- A new snapshot from here: every registration committed before the lock was ours. Held seats are counted up to
-    -- the capacity only (LIMIT NULL counts all), so the cost does not grow with the pool; nobody jumps a waitlist.
-    SELECT count(*) INTO v_held FROM (SELECT 1 FROM registrations
-     WHERE pool_id = p_pool AND status IN ('confirmed', 'offered') LIMIT v_capacity) AS held;
+    -- A new snapshot from here: every registration committed before the lock was ours. Held seats are counted (up
+    -- to the capacity only, so the cost does not grow past it) when there is a capacity; nobody jumps a waitlist.
     SELECT count(*) INTO queue_position FROM registrations WHERE pool_id = p_pool AND status = 'waitlisted';
-    seat := (v_capacity IS NULL OR v_held < v_capacity) AND queue_position = 0;
+    seat := queue_position = 0;
+    IF seat AND v_capacity IS NOT NULL THEN
+        SELECT count(*) INTO v_held FROM (SELECT 1 FROM registrations
+         WHERE pool_id = p_pool AND status IN ('confirmed', 'offered') LIMIT v_capacity) AS held;
+        seat := v_held < v_capacity;
+    END IF;
     queue_position := CASE WHEN seat THEN NULL ELSE queue_position + 1 END;
     INSERT INTO registrations (id, activity_id, pool_id, session_id, participant_key, participant_id,
                                participant_kind, display_name, institution_id, team_id, contact_phone, contact_email,
