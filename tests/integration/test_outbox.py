@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from common.events import CloudEvent
-from common.outbox import producer_for
+from common.outbox import PublishFailed, producer_for
 from common.service import ensure_topics
 from tests.support.harness import fresh_database, read_topic
 from tests.support.scratch import Scratch, WidgetPayload, contract, new_topic, outbox, widgets
@@ -107,15 +107,37 @@ async def test_a_worker_process_publishes_what_an_api_process_commits_without_wa
         assert worker.runtime.relay is not api.runtime.relay
 
 
+def _push_sequence_ahead(s: Scratch) -> None:
+    """Make the real broker refuse the producer: its next sequence number for the topic's partitions skips ahead."""
+    tps = [tp for tp in s.producer._txn_manager._sequence_numbers if tp.topic == s.topic]
+    for tp in tps:
+        s.producer._txn_manager.increment_sequence_number(tp, 5)
+
+
+async def test_events_the_broker_refuses_stay_in_the_outbox_in_order_with_the_attempt_counted(scratch):
+    await _make(scratch, "before")
+    await scratch.relay.publish_pending()
+    _push_sequence_ahead(scratch)
+    refused = [await _make(scratch, f"refused {i}") for i in range(3)]
+    with pytest.raises(PublishFailed, match="3 outbox events not acknowledged"):
+        await scratch.relay.publish_pending()
+    async with scratch.sessions() as session:
+        rows = (await session.execute(select(outbox).order_by(outbox.c.seq))).all()
+    assert [CloudEvent.from_bytes(r.payload).data["id"] for r in rows] == refused
+    assert all(r.attempts == 1 and "OutOfOrderSequenceNumber" in r.last_error for r in rows)
+    with pytest.raises(PublishFailed):
+        await scratch.relay.publish_pending()
+    async with scratch.sessions() as session:
+        assert await session.scalar(select(func.min(outbox.c.attempts))) == 2
+
+
 async def test_a_producer_out_of_step_with_the_broker_is_replaced_and_nothing_is_lost(scratch):
     """After a broker restart an idempotent producer's sequence numbers can fall out of step with the broker's, which
     then refuses everything it sends (OutOfOrderSequenceNumber) until it is replaced (aio-libs/aiokafka#1017). Here
     the real broker is made to see that gap: the producer's next sequence number for a partition is pushed ahead."""
     first = await _make(scratch, "before")
     await scratch.relay.publish_pending()
-    tps = [tp for tp in scratch.producer._txn_manager._sequence_numbers if tp.topic == scratch.topic]
-    for tp in tps:
-        scratch.producer._txn_manager.increment_sequence_number(tp, 5)  # a gap the broker refuses
+    _push_sequence_ahead(scratch)
     renewed = []
 
     async def renew():
