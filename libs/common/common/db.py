@@ -158,6 +158,13 @@ def create_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> Async
     )
 
 
+# Execution options for a session's connection when its whole write is one statement: PostgreSQL runs the statement
+# as its own transaction, with no BEGIN and COMMIT round trips, and the row locks it takes are released as it ends
+# instead of when this process gets round to committing. Pass to `session.connection(execution_options=...)` first
+# thing in the transaction; every effect (rows, outbox row, NOTIFY) must then be in that one statement.
+ON_ITS_OWN = {"isolation_level": "AUTOCOMMIT"}
+
+
 def session_factory(engine: AsyncEngine, **info) -> async_sessionmaker[AsyncSession]:
     """A session factory whose sessions carry `info` (the outbox relay's wake-up hook among it)."""
     return async_sessionmaker(engine, expire_on_commit=False, info=info)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.auth import Principal, Role
-from common.db import UTCDateTime, utcnow
+from common.db import ON_ITS_OWN, UTCDateTime, utcnow
 from common.errors import Conflict, Forbidden, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from common.outbox import EventStager
 from events import contracts as c
@@ -383,7 +383,6 @@ _REGISTER_NEW = text(
     ":contact_email, :public_consent, :checkin_token, :created_at, :updated_at, :event_id, :topic, :confirmed_type, "
     ":waitlisted_type, :confirmed_payload, :waitlisted_payload, :channel)"
 ).bindparams(bindparam("created_at", type_=UTCDateTime), bindparam("updated_at", type_=UTCDateTime))
-_ON_ITS_OWN = {"isolation_level": "AUTOCOMMIT"}
 
 
 async def _register_fast(
@@ -460,7 +459,7 @@ async def _register_new(
               "waitlisted_type": w_row["event_type"], "confirmed_payload": c_row["payload"],
               "waitlisted_payload": w_row["payload"], "channel": stager.channel}
     async with session.begin():  # commits nothing itself: the statement is its own transaction
-        conn = await session.connection(execution_options=_ON_ITS_OWN)
+        conn = await session.connection(execution_options=ON_ITS_OWN)
         try:
             done = (await conn.execute(_REGISTER_NEW, params)).one()
         except IntegrityError as exc:  # a twin request for the same participant committed first

@@ -67,7 +67,7 @@ class InstitutionRevision(Table, table=True):
     __table_args__ = (UniqueConstraint("institution_id", "version"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    institution_id: str = Field(max_length=36, index=True)
+    institution_id: str = Field(max_length=36)  # indexed as the first column of the (institution_id, version) key
     version: int
     change: str = Field(max_length=40)
     actor: str = Field(max_length=200)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.db import utcnow
+from common.db import ON_ITS_OWN, utcnow
 from common.errors import Conflict, Forbidden, NotFound, Unprocessable
 from common.events import EventContract
 from common.outbox import EventStager
@@ -138,6 +138,8 @@ def _snapshot_of_row(row: dict[str, Any]) -> dict[str, Any]:
 _JSON_COLUMNS = ("industries", "keywords")
 _ROW_COLUMNS = (*SNAPSHOT_FIELDS, "id", "version", "created_at", "updated_at", "name_grams")
 _OUTBOX_COLUMNS = ("event_id", "topic", "key", "event_type", "payload")
+_OUTBOX_VALUES = (", ".join(f"CAST(:{{e}}_{c} AS bytea)" if c == "payload" else f":{{e}}_{c}" for c in _OUTBOX_COLUMNS)
+                  + ", updated_at, 0 FROM added")
 _REGISTER_SQL = (
     "WITH added AS (INSERT INTO institutions (" + ", ".join(_ROW_COLUMNS) + ") VALUES ("  # noqa: S608
     + ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in _ROW_COLUMNS)
@@ -145,15 +147,26 @@ _REGISTER_SQL = (
     "revision AS (INSERT INTO institution_revisions (institution_id, version, change, actor, changed_at, changes, "
     "snapshot) SELECT id, version, 'registered', :actor, updated_at, CAST(:changes AS json), CAST(:snapshot AS json) "
     "FROM added), "
-    "event AS (INSERT INTO outbox (" + ", ".join(_OUTBOX_COLUMNS) + ", created_at, attempts) SELECT "
-    + ", ".join(f"CAST(:outbox_{c} AS bytea)" if c == "payload" else f":outbox_{c}" for c in _OUTBOX_COLUMNS)
-    + ", updated_at, 0 FROM added RETURNING seq) "
-    "SELECT pg_notify(:channel, '') FROM event"
+    "event AS (INSERT INTO outbox (" + ", ".join(_OUTBOX_COLUMNS) + ", created_at, attempts) {events} RETURNING seq) "
+    "SELECT count(pg_notify(:channel, '')) FROM event"
 )
-# Built once from constant column names; every value is a bound parameter. The hot path sends it in the driver's own
-# positional form ($1, $2, ...): no SQL compilation and no per-value processing on each request.
-_REGISTER_PARAMS = tuple(dict.fromkeys(re.findall(r":(\w+)", _REGISTER_SQL)))
-_REGISTER_NATIVE = re.sub(r":(\w+)", lambda m: f"${_REGISTER_PARAMS.index(m.group(1)) + 1}", _REGISTER_SQL)
+
+
+def _native(sql: str) -> tuple[str, tuple[str, ...]]:
+    """A statement with :named parameters in the driver's positional form ($1, $2, ...), and the names in order."""
+    names = tuple(dict.fromkeys(re.findall(r":(\w+)", sql)))
+    return re.sub(r":(\w+)", lambda m: f"${names.index(m.group(1)) + 1}", sql), names
+
+
+# A registration is one statement: the row, its first history entry, its event (and, when a contact person is
+# given, the contact event after it) and the NOTIFY that wakes relays in other processes. Built once from constant
+# column names, every value a bound parameter, and sent in the driver's positional form: no SQL compilation and no
+# per-value processing on each request.
+_REGISTER_NATIVE = {
+    with_contact: _native(_REGISTER_SQL.format(events=" UNION ALL ".join(
+        "SELECT " + _OUTBOX_VALUES.format(e=e) for e in (("outbox", "contact") if with_contact else ("outbox",)))))
+    for with_contact in (False, True)
+}
 
 
 async def add_institution(
@@ -175,25 +188,28 @@ async def add_institution(
         "changes": redact_changes(diff({}, {f: row[f] for f in SNAPSHOT_FIELDS})),
     }
     payload = InstitutionPayload.model_validate(row)
-    if session.get_bind().dialect.name == "postgresql":
-        # One round trip, one cached prepared statement: the row, its first history entry and its event together
-        # (the outbox row and the NOTIFY that wakes relays in other processes are part of the same statement).
+    contact = ContactPayload(
+        institution_id=row["id"], contact_name=row["contact_name"], contact_email=row["contact_email"],
+        contact_phone=row["contact_phone"], version=1,
+    ) if any(row[f] for f in PERSONAL_FIELDS) else None
+    if session.get_bind().dialect.name == "postgresql":  # one statement (see _REGISTER_NATIVE)
         _, event = stager.event_row(InstitutionRegistered, key=row["id"], payload=payload)
         params = {**row, **{c: _json(row[c]) for c in _JSON_COLUMNS}, "actor": actor,
                   "changes": _json(revision["changes"]), "snapshot": _json(revision["snapshot"]),
                   **{f"outbox_{c}": event[c] for c in _OUTBOX_COLUMNS}, "channel": stager.channel}
+        if contact is not None:
+            _, contact_event = stager.event_row(ContactUpdated, key=row["id"], payload=contact)
+            params.update({f"contact_{c}": contact_event[c] for c in _OUTBOX_COLUMNS})
+        sql, names = _REGISTER_NATIVE[contact is not None]
         conn = await session.connection()
-        await conn.exec_driver_sql(_REGISTER_NATIVE, tuple(params[p] for p in _REGISTER_PARAMS))
+        await conn.exec_driver_sql(sql, tuple(params[p] for p in names))
         stager.staged(session)
-    else:
-        await session.execute(insert(Institution.__table__).values(**row))
-        await session.execute(insert(InstitutionRevision.__table__).values(**revision))
-        await stager.stage(session, InstitutionRegistered, key=row["id"], payload=payload)
-    if any(row[f] for f in PERSONAL_FIELDS):
-        await stager.stage(session, ContactUpdated, key=row["id"], payload=ContactPayload(
-            institution_id=row["id"], contact_name=row["contact_name"], contact_email=row["contact_email"],
-            contact_phone=row["contact_phone"], version=1,
-        ))
+        return row
+    await session.execute(insert(Institution.__table__).values(**row))
+    await session.execute(insert(InstitutionRevision.__table__).values(**revision))
+    await stager.stage(session, InstitutionRegistered, key=row["id"], payload=payload)
+    if contact is not None:
+        await stager.stage(session, ContactUpdated, key=row["id"], payload=contact)
     return row
 
 
@@ -203,6 +219,9 @@ async def register_institution(
     """Add an institution; a duplicate USCC or school code is refused naming the existing record."""
     try:
         async with session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                # Without the duplicate check, add_institution is one statement: it can be its own transaction.
+                await session.connection(execution_options=ON_ITS_OWN)
             return await add_institution(session=session, stager=stager, data=data, actor=actor_label(actor),
                                          check_duplicates=False)
     except IntegrityError:
