@@ -250,6 +250,12 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+# A request allocates thousands of short-lived containers; at CPython's default (700, 10, 10) the collector ran more
+# than once per request. Measured over 12,000 in-process registry and bare requests: 1.07-1.17 s of collection at the
+# default, 0.47-0.55 s at these thresholds (reference cycles are still collected, in larger and rarer passes).
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
 def create_service_app(spec: ServiceSpec) -> FastAPI:
     """The FastAPI app of a service: problem+json errors, offline docs, /healthz, /readyz, /metrics."""
     s = spec.settings
@@ -265,10 +271,13 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         # under load by about two thirds in `make bench`.
         gc.collect()
         gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
         finally:
             await runtime.stop()
+            gc.set_threshold(*thresholds)
             gc.unfreeze()  # collectable again: a process that runs several apps in turn (tests, benches) would leak
 
     app = FastAPIOffline(title=spec.title, description=spec.description, version=spec.version, lifespan=lifespan)
