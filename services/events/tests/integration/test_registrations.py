@@ -107,6 +107,7 @@ async def test_a_freed_seat_is_offered_the_offer_expires_and_moves_on_then_is_ac
         assert made[0][1]["queue_position"] == 1 and made[0][1]["activity_title"] == act["title_zh"]
         assert payloads(records, key=rc["id"])[0][1]["queue_position"] == 2  # the event carries the real place in line
         assert payloads(records, key=ra["id"])[0][1]["queue_position"] is None
+        assert payloads(records, key=ra["id"])[0][1]["activity_title"] == act["title_zh"]
 
 
 async def test_raising_capacity_offers_seats_and_a_session_has_its_own_pool(broker):
