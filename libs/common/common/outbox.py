@@ -63,11 +63,11 @@ def _forget_after_rollback(session: Session) -> None:
 
 _ROW = ("event_id", "topic", "key", "event_type", "payload", "created_at", "attempts")
 _TAKEN = ("seq", *_ROW)  # the columns the PostgreSQL relay takes (and puts back on failure, see _put_back_sql)
-_KEPT = tuple(c for c in _TAKEN if c != "attempts")
+_KEPT = tuple(c for c in _TAKEN if c != "attempts")  # put back as they were; attempts counted, last_error set
 # The relay's transaction, begun in the same round trip as a planner setting for it: the next batch is read in seq order
 # from the primary key. A sequential scan (which the planner picks whenever its statistics say the table is small)
 # reads every row deleted since the last vacuum, on each batch: at 500 events/s, milliseconds per batch within a minute.
-_BEGIN_TAKING = "BEGIN; SET LOCAL enable_seqscan = off"  # put back as they were; attempts counted, last_error set
+_BEGIN_TAKING = "BEGIN; SET LOCAL enable_seqscan = off"
 
 
 @dataclass(frozen=True)
