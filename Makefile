@@ -8,7 +8,7 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requir
 ROLE ?= office_admin
 INSTITUTION ?=
 
-.PHONY: help install broker run test test-unit chaos fuzz load bench lint token seed clean
+.PHONY: help install broker postgres run test test-unit chaos fuzz load bench lint token seed clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,30 +29,33 @@ install: $(STAMP) ## create .venv and install the services, libs/common and the 
 broker: install ## start only the Kafka broker (127.0.0.1:9092) in the background
 	@$(PY) scripts/broker.py start
 
-run: install ## broker + the four services (registry 8001, matching 8002, events 8003, notify 8004)
+postgres: install ## start only the checkout's PostgreSQL (127.0.0.1:55432, data in .local/pg) in the background
+	@$(BIN)/python scripts/pg.py start
+
+run: install ## PostgreSQL + broker + the four services (registry 8001, matching 8002, events 8003, notify 8004)
 	@$(BIN)/python scripts/run.py
 
-test: install ## the whole suite against a real Kafka broker and PostgreSQL
-	@bash scripts/postgres.sh
+test: install ## the whole suite against a real Kafka broker and the embedded PostgreSQL
+	@$(BIN)/python scripts/pg.py start
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## pure domain tests only (no broker, no database)
 	@$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 chaos: install ## fault injection under load: broker stop, kill -9, PostgreSQL restart, with a loss checker
-	@bash scripts/postgres.sh
+	@$(BIN)/python scripts/pg.py start
 	@$(BIN)/python -m pytest -m chaos -s $(PYTEST_ARGS)
 
 fuzz: install ## schemathesis over the four OpenAPI documents with every role's token (FUZZ_EXAMPLES=50 by default)
-	@bash scripts/postgres.sh
+	@$(BIN)/python scripts/pg.py start
 	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
 
 load: install ## mixed open-loop load on the four services as processes (LOAD_RATE=100 req/s, LOAD_SECONDS=60); load/results
-	@bash scripts/postgres.sh
+	@$(BIN)/python scripts/pg.py start
 	@$(BIN)/python -m load $(LOAD_ARGS)
 
 bench: install ## benchmarks: figures printed, JSON written to bench/results
-	@bash scripts/postgres.sh
+	@$(BIN)/python scripts/pg.py start
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install ## ruff over everything
@@ -64,5 +67,6 @@ seed: install ## demo data into a running platform (make run first): the seeds' 
 token: install ## print a development JWT on the last line: make token ROLE=institution_admin INSTITUTION=<id>
 	@$(BIN)/python -m common.auth --role $(ROLE) $(if $(INSTITUTION),--institution $(INSTITUTION))
 
-clean: ## remove local databases, broker data and logs (keeps the fetched Kafka jars)
-	rm -rf .local/db .local/kafka/data .local/logs
+clean: ## stop PostgreSQL; remove its data, broker data and logs (keeps the fetched Kafka jars)
+	-@test -x $(BIN)/python && $(BIN)/python scripts/pg.py stop
+	rm -rf .local/pg .local/kafka/data .local/logs

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
-from tests.support.harness import Broker, current_group_suffix, start_broker
+from tests.support.harness import (
+    Broker,
+    current_group_suffix,
+    drop_created_databases,
+    start_broker,
+)
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +22,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Broker:
     yield b
     if b.owned:
         b.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_databases_dropped_at_the_end() -> None:
+    """The databases the session created (on first use, the checkout's PostgreSQL starts) are dropped at its end."""
+    yield
+    asyncio.run(drop_created_databases())
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""`make run`: the broker plus the four services, each on its port; Ctrl-C stops everything cleanly.
+"""`make run`: PostgreSQL, the broker and the four services, each on its port; Ctrl-C stops everything cleanly.
 
-Ports: REGISTRY_PORT (8001), MATCHING_PORT (8002), EVENTS_PORT (8003), NOTIFY_PORT (8004), KAFKA_PORT (9092).
-Databases: SQLite files under .local/db (override with <SERVICE>_DATABASE_URL). With KAFKA_BOOTSTRAP_SERVERS set,
-that broker is used and none is started.
+Ports: REGISTRY_PORT (8001), MATCHING_PORT (8002), EVENTS_PORT (8003), NOTIFY_PORT (8004), KAFKA_PORT (9092),
+PG_PORT (55432). Databases: one per service on the checkout's embedded PostgreSQL (scripts/pg.py, data in .local/pg),
+created on first start; <SERVICE>_DATABASE_URL points a service at any other server instead. With
+KAFKA_BOOTSTRAP_SERVERS set, that broker is used and none is started.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from common.config import LOCAL_PG_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = [("registry", 8001), ("matching", 8002), ("events", 8003), ("notify", 8004)]
@@ -38,6 +41,13 @@ def main() -> None:
     os.chdir(ROOT)
     env = dict(os.environ)
     started_broker = False
+    local_db = [name for name, _ in SERVICES if not env.get(f"{name.upper()}_DATABASE_URL")]
+    pg_was_up = subprocess.run([sys.executable, "scripts/pg.py", "status"], capture_output=True).returncode == 0
+    if local_db:
+        subprocess.run([sys.executable, "scripts/pg.py", "start", "--databases", *local_db], check=True)
+        port = env.get("PG_PORT", str(LOCAL_PG_PORT))
+        for name in local_db:
+            env[f"{name.upper()}_DATABASE_URL"] = f"postgresql://postgres:postgres@127.0.0.1:{port}/{name}"
     kafka_port = int(env.get("KAFKA_PORT", "9092"))
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
         subprocess.run([sys.executable, "scripts/broker.py", "start", "--port", str(kafka_port)], check=True)
@@ -68,11 +78,16 @@ def main() -> None:
                 p.kill()
         if started_broker:
             subprocess.run([sys.executable, "scripts/broker.py", "stop"], check=False)
+        if local_db and not pg_was_up:
+            subprocess.run([sys.executable, "scripts/pg.py", "stop"], check=False)
         sys.exit(0)
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
     print(f"broker    {env['KAFKA_BOOTSTRAP_SERVERS']}")
+    if local_db:
+        pg_port = env.get("PG_PORT", LOCAL_PG_PORT)
+        print(f"postgres  127.0.0.1:{pg_port} (databases {', '.join(local_db)}; data .local/pg)")
     for name, port, proc in procs:
         ok = _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
         state = "ready" if ok else f"NOT READY (see .local/logs/{name}.log)"

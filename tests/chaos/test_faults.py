@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -24,7 +24,7 @@ import pytest
 
 from common.events import CloudEvent
 from registry.domain import uscc_check_char
-from tests.support.harness import current_group_suffix, fresh_database, produce, read_topic, token
+from tests.support.harness import PG, current_group_suffix, fresh_database, produce, read_topic, token
 from tests.support.poison import KINDS, enterprise_poison, enterprise_record
 from tests.support.processes import ServiceProcess, isolate_groups, service_env
 
@@ -41,11 +41,10 @@ def _uscc(i: int) -> str:
 
 
 def _restart_postgres() -> bool:
-    """Restart the local test cluster (only when this machine's cluster is the one in use)."""
-    if os.environ.get("TEST_PG_URL") or not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
+    """Restart the checkout's PostgreSQL (not a server named by TEST_PG_URL, which is not ours to restart)."""
+    if os.environ.get("TEST_PG_URL"):
         return False
-    version = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: int(v))[-1]
-    subprocess.run(["pg_ctlcluster", version, "main", "restart", "-m", "fast"], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(PG), "restart"], check=True, capture_output=True)
     return True
 
 

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.registry.tests.support import school
 from tests.deploy.support import gen
-from tests.support.harness import free_port, token
+from tests.support.harness import free_port, fresh_database, token
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ class Stack:
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "LOG_JSON": "false", "LOG_LEVEL": "WARNING",
                     "OUTBOX_SWEEP_SECONDS": "0.2", "CONSUMER_BACKOFF_SECONDS": "0.05", "TOPIC_PARTITIONS": "3"}
         for svc in gen.service_names():
-            self.env[f"{svc.upper()}_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp}/{svc}.db"
+            self.env[f"{svc.upper()}_DATABASE_URL"] = asyncio.run(fresh_database(svc))
             self.env[f"{svc.upper()}_RUN_MIGRATIONS"] = "false"
 
     def command(self, svc: str, role: str, **env: str) -> subprocess.Popen:

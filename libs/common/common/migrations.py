@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from common.db import async_url, create_engine
+from common.db import async_url
 
 
 def alembic_config(script_location: Path, database_url: str) -> Config:
@@ -24,7 +24,6 @@ def alembic_config(script_location: Path, database_url: str) -> Config:
 
 def upgrade(script_location: Path, database_url: str, revision: str = "head") -> None:
     """Bring a service database up to `revision` (blocking; call from a thread inside an event loop)."""
-    create_engine(database_url)  # creates the SQLite folder if needed
     command.upgrade(alembic_config(script_location, database_url), revision)
 
 
@@ -41,8 +40,7 @@ def run_env(metadata: MetaData) -> None:
 
     def do_run(connection):
         context.configure(
-            connection=connection, target_metadata=metadata, render_as_batch=connection.dialect.name == "sqlite",
-            compare_type=True,
+            connection=connection, target_metadata=metadata, compare_type=True,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -27,7 +27,7 @@ from aiokafka.errors import (
     ProducerFenced,
 )
 from pydantic import BaseModel
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
@@ -117,7 +117,7 @@ class EventStager:
     ) -> CloudEvent:
         """Add an event to the outbox in the session's current transaction; it is published only if that commits."""
         ev, row = self.event_row(contract, key=key, payload=payload, event_id=event_id)
-        notify = not session.info.get(PENDING) and self.service and session.bind.dialect.name == "postgresql"
+        notify = not session.info.get(PENDING) and self.service
         await session.execute(self._insert_and_notify if notify else self._insert, row)
         self.staged(session)
         return ev
@@ -169,7 +169,6 @@ class OutboxRelay:
         self.linger_seconds = 0.002
         self._stopping = False
         self._lock_key = zlib.crc32(f"outbox:{service}".encode()) & 0x7FFFFFFF
-        self._is_pg = engine.dialect.name == "postgresql"
         self._last_gauge = 0.0
         self.renew_producer = renew_producer  # replaces `producer` when the broker stops accepting it
 
@@ -183,9 +182,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def _listen(self):
-        """On PostgreSQL, LISTEN for commits made by other processes of this service; None elsewhere or on failure."""
-        if not self._is_pg:
-            return None
+        """LISTEN for commits made by other processes of this service; None on failure."""
         try:
             conn = await self.engine.connect()
             raw = await conn.get_raw_connection()
@@ -247,32 +244,7 @@ class OutboxRelay:
         return total
 
     async def _publish_batch(self) -> tuple[int, int]:
-        if self._is_pg:
-            return await self._publish_batch_pg()
-        t = self.table
-        async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(t.c.seq, t.c.topic, t.c.key, t.c.payload).order_by(t.c.seq).limit(self.batch_size)
-                )
-            ).mappings().all()
-            if not rows:
-                return 0, 0
-            done, first_error = await self._send(rows)
-            if done:
-                await conn.execute(delete(t).where(t.c.seq.in_(done)))
-            failed = [r["seq"] for r in rows if r["seq"] not in done]
-            if failed:
-                await conn.execute(
-                    update(t).where(t.c.seq.in_(failed))
-                    .values(attempts=t.c.attempts + 1, last_error=repr(first_error)[:2000])
-                )
-        if failed:
-            raise PublishFailed(f"{len(failed)} outbox events not acknowledged: {first_error!r}") from first_error
-        return len(done), len(rows)
-
-    async def _publish_batch_pg(self) -> tuple[int, int]:
-        """PostgreSQL, in three round trips on the driver's own connection: BEGIN; take the next batch (deleting it,
+        """In three round trips on the driver's own connection: BEGIN; take the next batch (deleting it,
         under the advisory lock, in one statement); COMMIT once the broker acknowledged it. Rows the broker refused
         are put back in the same transaction, with the attempt counted; a crash before COMMIT leaves every row."""
         async with self._autocommit.connect() as conn:

@@ -16,7 +16,6 @@ class Settings(ServiceSettings):
 
     service_name: str = "events"
     port: int = 8003
-    database_url: str = "sqlite+aiosqlite:///./.local/db/events.db"
 
     offer_ttl_seconds: int = 48 * 3600
     offer_sweep_seconds: float = 5.0

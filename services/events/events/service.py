@@ -397,12 +397,11 @@ async def _register_fast(
         contact_phone=data.contact_phone, contact_email=data.contact_email, public_consent=data.public_consent,
         participant_id=actor.sub, updated_at=now,
     )
-    if session.bind.dialect.name == "postgresql":
-        placed = await _register_new(session, stager, activity_id=activity_id, pool_id=pool_id, key=key, data=data,
-                                     fields=fields)
-        if placed is not None:
-            return placed
-    async with session.begin():  # registered before (or SQLite): the pool's lock, then the Core statements below
+    placed = await _register_new(session, stager, activity_id=activity_id, pool_id=pool_id, key=key, data=data,
+                                 fields=fields)
+    if placed is not None:
+        return placed
+    async with session.begin():  # registered before: the pool's lock, then the Core statements below
         conn = await session.connection()
         claim = (await conn.execute(_CLAIM, {"p_pool": pool_id, "p_activity": activity_id})).first()
         if claim is None or claim.session_id != data.session_id:

@@ -16,7 +16,6 @@ class Settings(ServiceSettings):
 
     service_name: str = "matching"
     port: int = 8002
-    database_url: str = "sqlite+aiosqlite:///./.local/db/matching.db"
     match_ttl_days: float = 14.0
     pending_match_cap: int = 10
     expiry_sweep_seconds: float = 60.0

@@ -9,7 +9,6 @@ from functools import cache
 from pydantic import ValidationError
 from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.expression import Executable
@@ -61,13 +60,12 @@ _PROJECTED = ("id", "kind", "name_zh", "uscc", "district", "industries", "keywor
 
 
 @cache
-def _upsert_statement(dialect: str) -> Executable:
-    """INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE not older, built once per dialect (values bound per call)."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+def _upsert_statement() -> Executable:
+    """INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE not older, built once (values bound per call)."""
     params = {c: bindparam(f"p_{c}", type_=_VIEW.c[c].type) for c in _PROJECTED}
     certified = exists().where(CertificationView.institution_id == params["id"],
                                CertificationView.is_certified.is_(True))
-    ins = insert(_VIEW).values(**params, certified=select(certified).scalar_subquery())
+    ins = pg_insert(_VIEW).values(**params, certified=select(certified).scalar_subquery())
     return ins.on_conflict_do_update(
         index_elements=[_VIEW.c.id], set_={c: ins.excluded[c] for c in _PROJECTED},
         where=_VIEW.c.version <= ins.excluded.version,
@@ -82,7 +80,7 @@ async def _upsert_institution(session: AsyncSession, fields: dict) -> bool:
     certification record already says so; an update keeps `certified`, which certification events maintain."""
     await session.flush()  # pending ORM changes first, so the statement sees them
     conn = await session.connection()
-    stmt = _upsert_statement(conn.dialect.name)
+    stmt = _upsert_statement()
     applied = (await conn.execute(stmt, {f"p_{c}": fields[c] for c in _PROJECTED})).first() is not None
     loaded = session.identity_map.get(identity_key(InstitutionView, fields["id"]))
     if loaded is not None:

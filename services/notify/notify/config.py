@@ -17,7 +17,6 @@ class Settings(ServiceSettings):
 
     service_name: str = "notify"
     port: int = 8004
-    database_url: str = "sqlite+aiosqlite:///./.local/db/notify.db"
 
     # consumer batches are planned in one transaction (inbox rows included), so bigger ones amortise the commit and
     # the per-batch lookups; NOTIFY_CONSUMER_BATCH_SIZE, else the shared CONSUMER_BATCH_SIZE

@@ -132,9 +132,6 @@ class Dispatcher:
         """Look for work now rather than at the next interval."""
         self._wake.set()
 
-    def _pg(self, session: AsyncSession) -> bool:
-        return session.bind is not None and session.bind.dialect.name == "postgresql"
-
     async def run(self) -> None:
         """Loop until cancelled: plan, flush digests, recover interrupted sends, send what is due."""
         self.client = httpx.AsyncClient(follow_redirects=False)
@@ -177,9 +174,7 @@ class Dispatcher:
         """Turn unplanned notifications into inbox rows, deliveries and digest entries, once each."""
         async with self.sessions() as session, session.begin():
             q = (select(Notification).where(Notification.planned_at.is_(None))
-                 .order_by(Notification.created_at).limit(self.s.plan_batch_size))
-            if self._pg(session):
-                q = q.with_for_update(skip_locked=True)
+                 .order_by(Notification.created_at).limit(self.s.plan_batch_size)).with_for_update(skip_locked=True)
             notes = list((await session.execute(q)).scalars())
             if not notes:
                 return 0
@@ -273,9 +268,7 @@ class Dispatcher:
             cat = CATEGORIES["progress"]
             for r in due:
                 q = (select(DigestEntry).where(DigestEntry.recipient == r, DigestEntry.digest_delivery_id.is_(None))
-                     .order_by(DigestEntry.created_at, DigestEntry.id))
-                if self._pg(session):
-                    q = q.with_for_update(skip_locked=True)
+                     .order_by(DigestEntry.created_at, DigestEntry.id)).with_for_update(skip_locked=True)
                 entries = list((await session.execute(q)).scalars())
                 if not entries:
                     continue
@@ -320,9 +313,7 @@ class Dispatcher:
         async with self.sessions() as session, session.begin():
             q = (select(Delivery).where(Delivery.status.in_([Status.QUEUED.value, Status.FAILED.value]),
                                         Delivery.next_attempt_at <= now)
-                 .order_by(Delivery.next_attempt_at).limit(self.s.dispatch_batch_size))
-            if self._pg(session):
-                q = q.with_for_update(skip_locked=True)
+                 .order_by(Delivery.next_attempt_at).limit(self.s.dispatch_batch_size)).with_for_update(skip_locked=True)
             claimed = list((await session.execute(q)).scalars())
             for d in claimed:
                 d.status = Status.SENDING.value

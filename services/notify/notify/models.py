@@ -70,8 +70,7 @@ class Notification(Table, table=True):
 
     __tablename__ = "notifications"
     __table_args__ = (
-        Index("ix_notifications_unplanned", "created_at", postgresql_where=text("planned_at IS NULL"),
-              sqlite_where=text("planned_at IS NULL")),
+        Index("ix_notifications_unplanned", "created_at", postgresql_where=text("planned_at IS NULL")),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

@@ -63,18 +63,17 @@ class Recipients:
         profiles: dict[str, RecipientProfile] = {}
         contacts: dict[str, InstitutionContact] = {}
         inst = [r.removeprefix("institution:") for r in names if r.startswith("institution:")]
-        pg = session.bind.dialect.name == "postgresql"
         for i in range(0, len(names), CHUNK):
             part = names[i:i + CHUNK]
-            for p in session.execute(select(Preference).where(_among(Preference.recipient, part, pg))).scalars():
+            for p in session.execute(select(Preference).where(_among(Preference.recipient, part))).scalars():
                 prefs[p.recipient][(p.category, p.channel)] = p.enabled
             for p in session.execute(
-                    select(RecipientProfile).where(_among(RecipientProfile.recipient, part, pg))).scalars():
+                    select(RecipientProfile).where(_among(RecipientProfile.recipient, part))).scalars():
                 profiles[p.recipient] = p
         for i in range(0, len(inst), CHUNK):
             part = inst[i:i + CHUNK]
             for ct in session.execute(
-                    select(InstitutionContact).where(_among(InstitutionContact.institution_id, part, pg))).scalars():
+                    select(InstitutionContact).where(_among(InstitutionContact.institution_id, part))).scalars():
                 contacts[f"institution:{ct.institution_id}"] = ct
         return cls(prefs, profiles, contacts)
 
@@ -110,9 +109,9 @@ class Recipients:
         return bool((Channel.EMAIL in chans and self.email(r)) or (Channel.SMS in chans and self.phone(r)))
 
 
-def _among(column, values: list[str], pg: bool):
-    """`column IN values`; on PostgreSQL one array parameter, so the statement stays the same whatever the count."""
-    return column == any_(literal(values, ARRAY(String))) if pg else column.in_(values)
+def _among(column, values: list[str]):
+    """`column = ANY(values)`: one array parameter, so the statement stays the same whatever the count."""
+    return column == any_(literal(values, ARRAY(String)))
 
 
 def category_of(name: str) -> Category:

@@ -1,4 +1,4 @@
-"""Dialect-aware bulk statements notify needs on PostgreSQL (and SQLite in development)."""
+"""Bulk statements notify needs: inserts and versioned upserts of many rows in one statement."""
 
 from __future__ import annotations
 
@@ -7,20 +7,15 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 
-def _insert(session: AsyncSession | Session, table: Table):
-    name = session.bind.dialect.name if session.bind is not None else "postgresql"
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
-
-
 @lru_cache(maxsize=64)
 def _from_arrays(table: Table, columns: tuple[str, ...]):
-    """PostgreSQL: INSERT ... SELECT FROM unnest(one array per column), many rows in one statement and parameter set
+    """INSERT ... SELECT FROM unnest(one array per column), many rows in one statement and parameter set
     (cheaper for the server and for SQLAlchemy than an executemany of one parameter set per row)."""
     arrays = [bindparam(c, type_=ARRAY(table.c[c].type)) for c in columns]
     u = func.unnest(*arrays).table_valued(*columns).render_derived(name="u")
@@ -35,14 +30,10 @@ def insert_ignore_sync(session: Session, table: Table, rows: list[dict[str, Any]
     """Insert many rows (all with the same keys), silently skipping those that break a unique constraint."""
     if not rows:
         return
-    pg = session.bind.dialect.name == "postgresql"
     columns = tuple(rows[0])
     for i in range(0, len(rows), chunk):
         part = rows[i:i + chunk]
-        if pg:
-            session.execute(_from_arrays(table, columns).on_conflict_do_nothing(), _as_arrays(part, columns))
-        else:
-            session.execute(_insert(session, table).on_conflict_do_nothing(), part)
+        session.execute(_from_arrays(table, columns).on_conflict_do_nothing(), _as_arrays(part, columns))
 
 
 async def insert_ignore(session: AsyncSession, table: Table, rows: list[dict[str, Any]], *, chunk: int = 5000) -> None:
@@ -55,7 +46,7 @@ async def insert_ignore_returning(session: AsyncSession, table: Table, rows: lis
     """Insert rows skipping duplicates; returns the ids of those actually inserted."""
     out: list[str] = []
     for row in rows:
-        res = await session.execute(_insert(session, table).values(**row).on_conflict_do_nothing()
+        res = await session.execute(postgresql.insert(table).values(**row).on_conflict_do_nothing()
                                     .returning(table.c.id))
         got = res.scalar_one_or_none()
         if got is not None:
@@ -78,17 +69,17 @@ def defer_upsert(session: AsyncSession, table: Table, row: dict[str, Any], *, ke
 
 
 @lru_cache(maxsize=64)
-def _upsert(dialect: str, table: Table, key: tuple[str, ...], columns: tuple[str, ...]):
+def _upsert(table: Table, key: tuple[str, ...], columns: tuple[str, ...]):
     """One versioned upsert statement per table and column set, built once (its compiled form is cached too)."""
-    # on PostgreSQL from arrays: keys are unique within a batch (defer_upsert keeps the newest), as that needs
-    ins = _from_arrays(table, columns) if dialect == "postgresql" else sqlite.insert(table)
+    # From arrays: keys are unique within a batch (defer_upsert keeps the newest), as ON CONFLICT needs
+    ins = _from_arrays(table, columns)
     return ins.on_conflict_do_update(
         index_elements=list(key), set_={c: ins.excluded[c] for c in columns if c not in key},
         where=table.c.version <= ins.excluded.version,
     )
 
 
-def _upsert_batches(dialect: str, pending: dict) -> list[tuple[Any, Any]]:
+def _upsert_batches(pending: dict) -> list[tuple[Any, Any]]:
     """(statement, parameters) pairs: one cached statement per table and column set."""
     groups: dict[tuple, list] = {}
     for table, key, row in pending.values():
@@ -96,8 +87,7 @@ def _upsert_batches(dialect: str, pending: dict) -> list[tuple[Any, Any]]:
     out = []
     for (_, key, columns), entries in groups.items():
         rows = [r for _, r in entries]
-        stmt = _upsert(dialect, entries[0][0], key, columns)
-        out.append((stmt, _as_arrays(rows, columns) if dialect == "postgresql" else rows))
+        out.append((_upsert(entries[0][0], key, columns), _as_arrays(rows, columns)))
     return out
 
 
@@ -105,7 +95,7 @@ def run_pending_upserts(session: Session) -> None:
     """Run the queued upserts now, on the sync session (inside the async session's greenlet)."""
     pending = session.info.pop(PENDING_UPSERTS, None)
     if pending:
-        for stmt, rows in _upsert_batches(session.bind.dialect.name, pending):
+        for stmt, rows in _upsert_batches(pending):
             session.execute(stmt, rows)
 
 

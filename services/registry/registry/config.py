@@ -16,4 +16,3 @@ class Settings(ServiceSettings):
 
     service_name: str = "registry"
     port: int = 8001
-    database_url: str = "sqlite+aiosqlite:///./.local/db/registry.db"

@@ -15,11 +15,11 @@ from common.db import UTCDateTime, add_platform_tables, new_registry, utcnow
 mapper_registry = new_registry()
 metadata = mapper_registry.metadata
 
-# JSON everywhere, JSONB on PostgreSQL so that containment (@>) can use GIN indexes for industry and name search.
-JSONList = JSON().with_variant(JSONB(), "postgresql")
-# Search grams: a text[] on PostgreSQL, whose element statistics let the planner tell rare grams (use the GIN index)
-# from common ones (walk the name index in order and stop early); a JSON list elsewhere.
-GramList = JSON().with_variant(ARRAY(Text()), "postgresql")
+# JSONB, so that containment (@>) can use GIN indexes for industry and name search.
+JSONList = JSONB()
+# Search grams: a text[], whose element statistics let the planner tell rare grams (use the GIN index) from common
+# ones (walk the name index in order and stop early).
+GramList = ARRAY(Text())
 
 
 def new_id() -> str:

@@ -127,9 +127,9 @@ async def list_bases(
     if category:
         stmt = stmt.where(TrainingBase.category == category)
     if industry:
-        stmt = stmt.where(json_contains(session, TrainingBase.industries, industry))
+        stmt = stmt.where(json_contains(TrainingBase.industries, industry))
     if host_institution_id:
-        stmt = stmt.where(json_contains(session, TrainingBase.host_institution_ids, host_institution_id))
+        stmt = stmt.where(json_contains(TrainingBase.host_institution_ids, host_institution_id))
     return list((await session.execute(stmt.order_by(TrainingBase.name_zh, TrainingBase.id).limit(1000))).scalars())
 
 
@@ -354,5 +354,5 @@ async def list_mentors(
     if title:
         stmt = stmt.where(Mentor.title == title)
     if industry:
-        stmt = stmt.where(json_contains(session, Mentor.industries, industry))
+        stmt = stmt.where(json_contains(Mentor.industries, industry))
     return list((await session.execute(stmt.order_by(Mentor.name, Mentor.id).limit(1000))).scalars())

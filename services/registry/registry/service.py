@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, bindparam, exists, func, insert, literal, or_, select
+from sqlalchemy import Text, and_, bindparam, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -192,24 +192,18 @@ async def add_institution(
         institution_id=row["id"], contact_name=row["contact_name"], contact_email=row["contact_email"],
         contact_phone=row["contact_phone"], version=1,
     ) if any(row[f] for f in PERSONAL_FIELDS) else None
-    if session.get_bind().dialect.name == "postgresql":  # one statement (see _REGISTER_NATIVE)
-        _, event = stager.event_row(InstitutionRegistered, key=row["id"], payload=payload)
-        params = {**row, **{c: _json(row[c]) for c in _JSON_COLUMNS}, "actor": actor,
-                  "changes": _json(revision["changes"]), "snapshot": _json(revision["snapshot"]),
-                  **{f"outbox_{c}": event[c] for c in _OUTBOX_COLUMNS}, "channel": stager.channel}
-        if contact is not None:
-            _, contact_event = stager.event_row(ContactUpdated, key=row["id"], payload=contact)
-            params.update({f"contact_{c}": contact_event[c] for c in _OUTBOX_COLUMNS})
-        sql, names = _REGISTER_NATIVE[contact is not None]
-        conn = await session.connection()
-        await conn.exec_driver_sql(sql, tuple(params[p] for p in names))
-        stager.staged(session)
-        return row
-    await session.execute(insert(Institution.__table__).values(**row))
-    await session.execute(insert(InstitutionRevision.__table__).values(**revision))
-    await stager.stage(session, InstitutionRegistered, key=row["id"], payload=payload)
+    # One statement (see _REGISTER_NATIVE).
+    _, event = stager.event_row(InstitutionRegistered, key=row["id"], payload=payload)
+    params = {**row, **{c: _json(row[c]) for c in _JSON_COLUMNS}, "actor": actor,
+              "changes": _json(revision["changes"]), "snapshot": _json(revision["snapshot"]),
+              **{f"outbox_{c}": event[c] for c in _OUTBOX_COLUMNS}, "channel": stager.channel}
     if contact is not None:
-        await stager.stage(session, ContactUpdated, key=row["id"], payload=contact)
+        _, contact_event = stager.event_row(ContactUpdated, key=row["id"], payload=contact)
+        params.update({f"contact_{c}": contact_event[c] for c in _OUTBOX_COLUMNS})
+    sql, names = _REGISTER_NATIVE[contact is not None]
+    conn = await session.connection()
+    await conn.exec_driver_sql(sql, tuple(params[p] for p in names))
+    stager.staged(session)
     return row
 
 
@@ -219,9 +213,8 @@ async def register_institution(
     """Add an institution; a duplicate USCC or school code is refused naming the existing record."""
     try:
         async with session.begin():
-            if session.get_bind().dialect.name == "postgresql":
-                # Without the duplicate check, add_institution is one statement: it can be its own transaction.
-                await session.connection(execution_options=ON_ITS_OWN)
+            # Without the duplicate check, add_institution is one statement: it can be its own transaction.
+            await session.connection(execution_options=ON_ITS_OWN)
             return await add_institution(session=session, stager=stager, data=data, actor=actor_label(actor),
                                          check_duplicates=False)
     except IntegrityError:
@@ -415,19 +408,13 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
     return name, id_
 
 
-def json_contains(session: AsyncSession, column, value: str):
-    """`column` (a JSON list) contains `value`: JSONB containment on PostgreSQL, json_each on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column.op("@>")(literal([value], JSONB()))
-    items = func.json_each(column).table_valued("value")
-    return exists().select_from(items).where(items.c.value == value)
+def json_contains(column, value: str):
+    """`column` (a JSONB list) contains `value`: containment, served by the column's GIN index where it has one."""
+    return column.op("@>")(literal([value], JSONB()))
 
 
-def _name_filter(session: AsyncSession, q: str):
+def _name_filter(q: str):
     ql = q.lower()
-    if session.get_bind().dialect.name != "postgresql":
-        return or_(func.lower(Institution.name_zh).contains(ql, autoescape=True),
-                   func.lower(Institution.name_en).contains(ql, autoescape=True))
     gram_match = Institution.name_grams.op("@>")(literal(query_grams(q), ARRAY(Text())))
     if len(q) <= 2:
         return gram_match  # up to two characters the grams are the substring itself
@@ -439,7 +426,7 @@ def _name_filter(session: AsyncSession, q: str):
 
 
 async def _search_settings(session: AsyncSession) -> None:
-    """Plan this transaction's search with its own values, on one process (PostgreSQL).
+    """Plan this transaction's search with its own values, on one process.
 
     A cached generic plan cannot see how rare a query's grams are; parallel workers' start-up dwarfs a 50-row page.
     """
@@ -463,12 +450,11 @@ async def list_institutions(
     if certification_status:
         stmt = stmt.where(Institution.certification_status == certification_status)
     if industry:
-        stmt = stmt.where(json_contains(session, Institution.industries, industry))
+        stmt = stmt.where(json_contains(Institution.industries, industry))
     q = q.strip() if q else None
     if q:
-        stmt = stmt.where(_name_filter(session, q))
-        if session.get_bind().dialect.name == "postgresql":
-            await _search_settings(session)
+        stmt = stmt.where(_name_filter(q))
+        await _search_settings(session)
     if cursor:
         name, id_ = _decode_cursor(cursor)
         stmt = stmt.where(or_(Institution.name_zh > name, and_(Institution.name_zh == name, Institution.id > id_)))

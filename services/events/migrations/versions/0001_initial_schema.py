@@ -42,9 +42,8 @@ def upgrade() -> None:
     sa.Column('updated_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_activities'))
     )
-    with op.batch_alter_table('activities', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_activities_organiser_id'), ['organiser_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_activities_status'), ['status'], unique=False)
+    op.create_index(op.f('ix_activities_organiser_id'), 'activities', ['organiser_id'], unique=False)
+    op.create_index(op.f('ix_activities_status'), 'activities', ['status'], unique=False)
 
     op.create_table('alliances',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -61,8 +60,7 @@ def upgrade() -> None:
     sa.Column('session_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_checkin_lists'))
     )
-    with op.batch_alter_table('checkin_lists', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_checkin_lists_activity_id'), ['activity_id'], unique=False)
+    op.create_index(op.f('ix_checkin_lists_activity_id'), 'checkin_lists', ['activity_id'], unique=False)
 
     op.create_table('checkins',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -73,9 +71,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_checkins')),
     sa.UniqueConstraint('list_id', 'registration_id', name='uq_checkins_list_registration')
     )
-    with op.batch_alter_table('checkins', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_checkins_list_id'), ['list_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_checkins_registration_id'), ['registration_id'], unique=False)
+    op.create_index(op.f('ix_checkins_list_id'), 'checkins', ['list_id'], unique=False)
+    op.create_index(op.f('ix_checkins_registration_id'), 'checkins', ['registration_id'], unique=False)
 
     op.create_table('competitions',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -96,10 +93,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_judge_assignments')),
     sa.UniqueConstraint('track_id', 'judge_id', name='uq_judge_assignments_track_judge')
     )
-    with op.batch_alter_table('judge_assignments', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_judge_assignments_activity_id'), ['activity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_judge_assignments_judge_id'), ['judge_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_judge_assignments_track_id'), ['track_id'], unique=False)
+    op.create_index(op.f('ix_judge_assignments_activity_id'), 'judge_assignments', ['activity_id'], unique=False)
+    op.create_index(op.f('ix_judge_assignments_judge_id'), 'judge_assignments', ['judge_id'], unique=False)
+    op.create_index(op.f('ix_judge_assignments_track_id'), 'judge_assignments', ['track_id'], unique=False)
 
     op.create_table('organisers',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -111,7 +107,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisers'))
     )
     op.create_table('outbox',
-    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('seq', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=64), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),
     sa.Column('key', sa.String(length=200), nullable=False),
@@ -132,8 +128,7 @@ def upgrade() -> None:
     sa.Column('open', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pools'))
     )
-    with op.batch_alter_table('pools', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_pools_activity_id'), ['activity_id'], unique=False)
+    op.create_index(op.f('ix_pools_activity_id'), 'pools', ['activity_id'], unique=False)
 
     op.create_table('processed_events',
     sa.Column('consumer', sa.String(length=120), nullable=False),
@@ -142,8 +137,7 @@ def upgrade() -> None:
     sa.Column('processed_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_processed_events'))
     )
-    with op.batch_alter_table('processed_events', schema=None) as batch_op:
-        batch_op.create_index('ix_processed_events_processed_at', ['processed_at'], unique=False)
+    op.create_index('ix_processed_events_processed_at', 'processed_events', ['processed_at'], unique=False)
 
     op.create_table('registrations',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -170,12 +164,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('checkin_token', name=op.f('uq_registrations_checkin_token')),
     sa.UniqueConstraint('pool_id', 'participant_key', name='uq_registrations_pool_participant')
     )
-    with op.batch_alter_table('registrations', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_registrations_activity_id'), ['activity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registrations_offer_expires_at'), ['offer_expires_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registrations_participant_id'), ['participant_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registrations_pool_id'), ['pool_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_registrations_status'), ['status'], unique=False)
+    op.create_index(op.f('ix_registrations_activity_id'), 'registrations', ['activity_id'], unique=False)
+    op.create_index(op.f('ix_registrations_offer_expires_at'), 'registrations', ['offer_expires_at'], unique=False)
+    op.create_index(op.f('ix_registrations_participant_id'), 'registrations', ['participant_id'], unique=False)
+    op.create_index(op.f('ix_registrations_pool_id'), 'registrations', ['pool_id'], unique=False)
+    op.create_index(op.f('ix_registrations_status'), 'registrations', ['status'], unique=False)
 
     op.create_table('scores',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -189,9 +182,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_scores')),
     sa.UniqueConstraint('team_id', 'judge_id', name='uq_scores_team_judge')
     )
-    with op.batch_alter_table('scores', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_scores_activity_id'), ['activity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_scores_team_id'), ['team_id'], unique=False)
+    op.create_index(op.f('ix_scores_activity_id'), 'scores', ['activity_id'], unique=False)
+    op.create_index(op.f('ix_scores_team_id'), 'scores', ['team_id'], unique=False)
 
     op.create_table('submissions',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -207,9 +199,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_submissions')),
     sa.UniqueConstraint('team_id', name=op.f('uq_submissions_team_id'))
     )
-    with op.batch_alter_table('submissions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_submissions_activity_id'), ['activity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_submissions_track_id'), ['track_id'], unique=False)
+    op.create_index(op.f('ix_submissions_activity_id'), 'submissions', ['activity_id'], unique=False)
+    op.create_index(op.f('ix_submissions_track_id'), 'submissions', ['track_id'], unique=False)
 
     op.create_table('team_members',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -221,9 +212,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_team_members')),
     sa.UniqueConstraint('activity_id', 'member_id', name='uq_team_members_activity_member')
     )
-    with op.batch_alter_table('team_members', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_team_members_activity_id'), ['activity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_team_members_team_id'), ['team_id'], unique=False)
+    op.create_index(op.f('ix_team_members_activity_id'), 'team_members', ['activity_id'], unique=False)
+    op.create_index(op.f('ix_team_members_team_id'), 'team_members', ['team_id'], unique=False)
 
     op.create_table('teams',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -239,9 +229,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('activity_id', 'name', name='uq_teams_activity_name'),
     sa.UniqueConstraint('join_code', name=op.f('uq_teams_join_code'))
     )
-    with op.batch_alter_table('teams', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_teams_activity_id'), ['activity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_teams_track_id'), ['track_id'], unique=False)
+    op.create_index(op.f('ix_teams_activity_id'), 'teams', ['activity_id'], unique=False)
+    op.create_index(op.f('ix_teams_track_id'), 'teams', ['track_id'], unique=False)
 
     op.create_table('tracks',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -252,8 +241,7 @@ def upgrade() -> None:
     sa.Column('rubric', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tracks'))
     )
-    with op.batch_alter_table('tracks', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_tracks_activity_id'), ['activity_id'], unique=False)
+    op.create_index(op.f('ix_tracks_activity_id'), 'tracks', ['activity_id'], unique=False)
 
     op.create_table('activity_sessions',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -267,80 +255,66 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['activity_id'], ['activities.id'], name=op.f('fk_activity_sessions_activity_id_activities')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_activity_sessions'))
     )
-    with op.batch_alter_table('activity_sessions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_activity_sessions_activity_id'), ['activity_id'], unique=False)
+    op.create_index(op.f('ix_activity_sessions_activity_id'), 'activity_sessions', ['activity_id'], unique=False)
 
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table('activity_sessions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_activity_sessions_activity_id'))
+    op.drop_index(op.f('ix_activity_sessions_activity_id'), table_name='activity_sessions')
 
     op.drop_table('activity_sessions')
-    with op.batch_alter_table('tracks', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_tracks_activity_id'))
+    op.drop_index(op.f('ix_tracks_activity_id'), table_name='tracks')
 
     op.drop_table('tracks')
-    with op.batch_alter_table('teams', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_teams_track_id'))
-        batch_op.drop_index(batch_op.f('ix_teams_activity_id'))
+    op.drop_index(op.f('ix_teams_track_id'), table_name='teams')
+    op.drop_index(op.f('ix_teams_activity_id'), table_name='teams')
 
     op.drop_table('teams')
-    with op.batch_alter_table('team_members', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_team_members_team_id'))
-        batch_op.drop_index(batch_op.f('ix_team_members_activity_id'))
+    op.drop_index(op.f('ix_team_members_team_id'), table_name='team_members')
+    op.drop_index(op.f('ix_team_members_activity_id'), table_name='team_members')
 
     op.drop_table('team_members')
-    with op.batch_alter_table('submissions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_submissions_track_id'))
-        batch_op.drop_index(batch_op.f('ix_submissions_activity_id'))
+    op.drop_index(op.f('ix_submissions_track_id'), table_name='submissions')
+    op.drop_index(op.f('ix_submissions_activity_id'), table_name='submissions')
 
     op.drop_table('submissions')
-    with op.batch_alter_table('scores', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_scores_team_id'))
-        batch_op.drop_index(batch_op.f('ix_scores_activity_id'))
+    op.drop_index(op.f('ix_scores_team_id'), table_name='scores')
+    op.drop_index(op.f('ix_scores_activity_id'), table_name='scores')
 
     op.drop_table('scores')
-    with op.batch_alter_table('registrations', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_registrations_status'))
-        batch_op.drop_index(batch_op.f('ix_registrations_pool_id'))
-        batch_op.drop_index(batch_op.f('ix_registrations_participant_id'))
-        batch_op.drop_index(batch_op.f('ix_registrations_offer_expires_at'))
-        batch_op.drop_index(batch_op.f('ix_registrations_activity_id'))
+    op.drop_index(op.f('ix_registrations_status'), table_name='registrations')
+    op.drop_index(op.f('ix_registrations_pool_id'), table_name='registrations')
+    op.drop_index(op.f('ix_registrations_participant_id'), table_name='registrations')
+    op.drop_index(op.f('ix_registrations_offer_expires_at'), table_name='registrations')
+    op.drop_index(op.f('ix_registrations_activity_id'), table_name='registrations')
 
     op.drop_table('registrations')
-    with op.batch_alter_table('processed_events', schema=None) as batch_op:
-        batch_op.drop_index('ix_processed_events_processed_at')
+    op.drop_index('ix_processed_events_processed_at', table_name='processed_events')
 
     op.drop_table('processed_events')
-    with op.batch_alter_table('pools', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_pools_activity_id'))
+    op.drop_index(op.f('ix_pools_activity_id'), table_name='pools')
 
     op.drop_table('pools')
     op.drop_table('outbox')
     op.drop_table('organisers')
-    with op.batch_alter_table('judge_assignments', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_judge_assignments_track_id'))
-        batch_op.drop_index(batch_op.f('ix_judge_assignments_judge_id'))
-        batch_op.drop_index(batch_op.f('ix_judge_assignments_activity_id'))
+    op.drop_index(op.f('ix_judge_assignments_track_id'), table_name='judge_assignments')
+    op.drop_index(op.f('ix_judge_assignments_judge_id'), table_name='judge_assignments')
+    op.drop_index(op.f('ix_judge_assignments_activity_id'), table_name='judge_assignments')
 
     op.drop_table('judge_assignments')
     op.drop_table('competitions')
-    with op.batch_alter_table('checkins', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_checkins_registration_id'))
-        batch_op.drop_index(batch_op.f('ix_checkins_list_id'))
+    op.drop_index(op.f('ix_checkins_registration_id'), table_name='checkins')
+    op.drop_index(op.f('ix_checkins_list_id'), table_name='checkins')
 
     op.drop_table('checkins')
-    with op.batch_alter_table('checkin_lists', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_checkin_lists_activity_id'))
+    op.drop_index(op.f('ix_checkin_lists_activity_id'), table_name='checkin_lists')
 
     op.drop_table('checkin_lists')
     op.drop_table('alliances')
-    with op.batch_alter_table('activities', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_activities_status'))
-        batch_op.drop_index(batch_op.f('ix_activities_organiser_id'))
+    op.drop_index(op.f('ix_activities_status'), table_name='activities')
+    op.drop_index(op.f('ix_activities_organiser_id'), table_name='activities')
 
     op.drop_table('activities')
     # ### end Alembic commands ###

@@ -15,13 +15,11 @@ depends_on = None
 
 def upgrade() -> None:
     """Add the (pool_id, status) index, drop the pool_id one."""
-    with op.batch_alter_table('registrations', schema=None) as batch_op:
-        batch_op.create_index('ix_registrations_pool_status', ['pool_id', 'status'], unique=False)
-        batch_op.drop_index('ix_registrations_pool_id')
+    op.create_index('ix_registrations_pool_status', 'registrations', ['pool_id', 'status'], unique=False)
+    op.drop_index('ix_registrations_pool_id', table_name='registrations')
 
 
 def downgrade() -> None:
     """Back to the pool_id index."""
-    with op.batch_alter_table('registrations', schema=None) as batch_op:
-        batch_op.create_index('ix_registrations_pool_id', ['pool_id'], unique=False)
-        batch_op.drop_index('ix_registrations_pool_status')
+    op.create_index('ix_registrations_pool_id', 'registrations', ['pool_id'], unique=False)
+    op.drop_index('ix_registrations_pool_status', table_name='registrations')

@@ -89,12 +89,10 @@ SIGNATURE = ("events_register_new(varchar, varchar, varchar, varchar, varchar, v
 
 
 def upgrade() -> None:
-    """Create events_register_new (PostgreSQL)."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(REGISTER_NEW)
+    """Create events_register_new."""
+    op.execute(REGISTER_NEW)
 
 
 def downgrade() -> None:
-    """Drop events_register_new (PostgreSQL)."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP FUNCTION IF EXISTS {SIGNATURE}")
+    """Drop events_register_new."""
+    op.execute(f"DROP FUNCTION IF EXISTS {SIGNATURE}")

@@ -28,8 +28,7 @@ def upgrade() -> None:
     sa.Column('updated_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_certification_view'))
     )
-    with op.batch_alter_table('certification_view', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_certification_view_institution_id'), ['institution_id'], unique=False)
+    op.create_index(op.f('ix_certification_view_institution_id'), 'certification_view', ['institution_id'], unique=False)
 
     op.create_table('institution_view',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -47,10 +46,9 @@ def upgrade() -> None:
     sa.Column('updated_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_institution_view'))
     )
-    with op.batch_alter_table('institution_view', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_institution_view_district'), ['district'], unique=False)
-        batch_op.create_index(batch_op.f('ix_institution_view_kind'), ['kind'], unique=False)
-        batch_op.create_index(batch_op.f('ix_institution_view_uscc'), ['uscc'], unique=False)
+    op.create_index(op.f('ix_institution_view_district'), 'institution_view', ['district'], unique=False)
+    op.create_index(op.f('ix_institution_view_kind'), 'institution_view', ['kind'], unique=False)
+    op.create_index(op.f('ix_institution_view_uscc'), 'institution_view', ['uscc'], unique=False)
 
     op.create_table('match',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -73,12 +71,11 @@ def upgrade() -> None:
     sa.Column('updated_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_match'))
     )
-    with op.batch_alter_table('match', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_match_expires_at'), ['expires_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_match_from_institution_id'), ['from_institution_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_match_opportunity_id'), ['opportunity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_match_status'), ['status'], unique=False)
-        batch_op.create_index(batch_op.f('ix_match_to_institution_id'), ['to_institution_id'], unique=False)
+    op.create_index(op.f('ix_match_expires_at'), 'match', ['expires_at'], unique=False)
+    op.create_index(op.f('ix_match_from_institution_id'), 'match', ['from_institution_id'], unique=False)
+    op.create_index(op.f('ix_match_opportunity_id'), 'match', ['opportunity_id'], unique=False)
+    op.create_index(op.f('ix_match_status'), 'match', ['status'], unique=False)
+    op.create_index(op.f('ix_match_to_institution_id'), 'match', ['to_institution_id'], unique=False)
 
     op.create_table('opportunity',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -109,15 +106,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_opportunity')),
     sa.UniqueConstraint('external_id', name=op.f('uq_opportunity_external_id'))
     )
-    with op.batch_alter_table('opportunity', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_opportunity_direction'), ['direction'], unique=False)
-        batch_op.create_index(batch_op.f('ix_opportunity_district'), ['district'], unique=False)
-        batch_op.create_index(batch_op.f('ix_opportunity_institution_id'), ['institution_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_opportunity_kind'), ['kind'], unique=False)
-        batch_op.create_index(batch_op.f('ix_opportunity_status'), ['status'], unique=False)
+    op.create_index(op.f('ix_opportunity_direction'), 'opportunity', ['direction'], unique=False)
+    op.create_index(op.f('ix_opportunity_district'), 'opportunity', ['district'], unique=False)
+    op.create_index(op.f('ix_opportunity_institution_id'), 'opportunity', ['institution_id'], unique=False)
+    op.create_index(op.f('ix_opportunity_kind'), 'opportunity', ['kind'], unique=False)
+    op.create_index(op.f('ix_opportunity_status'), 'opportunity', ['status'], unique=False)
 
     op.create_table('outbox',
-    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('seq', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=64), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),
     sa.Column('key', sa.String(length=200), nullable=False),
@@ -150,44 +146,38 @@ def upgrade() -> None:
     sa.Column('processed_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_processed_events'))
     )
-    with op.batch_alter_table('processed_events', schema=None) as batch_op:
-        batch_op.create_index('ix_processed_events_processed_at', ['processed_at'], unique=False)
+    op.create_index('ix_processed_events_processed_at', 'processed_events', ['processed_at'], unique=False)
 
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table('processed_events', schema=None) as batch_op:
-        batch_op.drop_index('ix_processed_events_processed_at')
+    op.drop_index('ix_processed_events_processed_at', table_name='processed_events')
 
     op.drop_table('processed_events')
     op.drop_table('placement_round')
     op.drop_table('outbox')
-    with op.batch_alter_table('opportunity', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_opportunity_status'))
-        batch_op.drop_index(batch_op.f('ix_opportunity_kind'))
-        batch_op.drop_index(batch_op.f('ix_opportunity_institution_id'))
-        batch_op.drop_index(batch_op.f('ix_opportunity_district'))
-        batch_op.drop_index(batch_op.f('ix_opportunity_direction'))
+    op.drop_index(op.f('ix_opportunity_status'), table_name='opportunity')
+    op.drop_index(op.f('ix_opportunity_kind'), table_name='opportunity')
+    op.drop_index(op.f('ix_opportunity_institution_id'), table_name='opportunity')
+    op.drop_index(op.f('ix_opportunity_district'), table_name='opportunity')
+    op.drop_index(op.f('ix_opportunity_direction'), table_name='opportunity')
 
     op.drop_table('opportunity')
-    with op.batch_alter_table('match', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_match_to_institution_id'))
-        batch_op.drop_index(batch_op.f('ix_match_status'))
-        batch_op.drop_index(batch_op.f('ix_match_opportunity_id'))
-        batch_op.drop_index(batch_op.f('ix_match_from_institution_id'))
-        batch_op.drop_index(batch_op.f('ix_match_expires_at'))
+    op.drop_index(op.f('ix_match_to_institution_id'), table_name='match')
+    op.drop_index(op.f('ix_match_status'), table_name='match')
+    op.drop_index(op.f('ix_match_opportunity_id'), table_name='match')
+    op.drop_index(op.f('ix_match_from_institution_id'), table_name='match')
+    op.drop_index(op.f('ix_match_expires_at'), table_name='match')
 
     op.drop_table('match')
-    with op.batch_alter_table('institution_view', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_institution_view_uscc'))
-        batch_op.drop_index(batch_op.f('ix_institution_view_kind'))
-        batch_op.drop_index(batch_op.f('ix_institution_view_district'))
+    op.drop_index(op.f('ix_institution_view_uscc'), table_name='institution_view')
+    op.drop_index(op.f('ix_institution_view_kind'), table_name='institution_view')
+    op.drop_index(op.f('ix_institution_view_district'), table_name='institution_view')
 
     op.drop_table('institution_view')
-    with op.batch_alter_table('certification_view', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_certification_view_institution_id'))
+    op.drop_index(op.f('ix_certification_view_institution_id'), table_name='certification_view')
 
     op.drop_table('certification_view')
     # ### end Alembic commands ###

@@ -319,12 +319,12 @@ async def test_placement_round_places_stably_and_explains_to_the_unplaced(broker
         assert kinds.count("matching.placement.round_published") == 1
 
 
-async def test_projections_work_the_same_on_the_embedded_sqlite_database(broker, tmp_path):
-    """`make run` keeps matching's tables in SQLite: the one-statement upsert must behave there as on PostgreSQL."""
+async def test_the_projection_upsert_ignores_older_versions_and_keeps_a_certification_seen_first(broker):
+    """The one-statement upsert: a newer version wins whatever the arrival order; a prior certification counts."""
     inst = institution("嘉定汽车零部件有限公司", "jiading", ["automotive"], ["汽车零部件"])
     certified_first = institution("宝山钢铁材料有限公司", "baoshan", ["new_materials"], ["钢铁"])
     async with run_service(matching.main.create_app, Settings, broker=broker,
-                           db_url=f"sqlite+aiosqlite:///{tmp_path / 'matching.db'}") as svc:
+                           db_url=await fresh_database("matching")) as svc:
         cert = {"id": str(uuid.uuid4()), "institution_id": certified_first["id"], "status": "certified",
                 "is_certified": True, "year": 2026, "version": 1}
         await produce(broker.bootstrap, "registry.certification.v1",

@@ -52,11 +52,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
     sa.UniqueConstraint('event_id', 'recipient', 'channel', name=op.f('uq_deliveries_event_id'))
     )
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.create_index('ix_deliveries_due', ['status', 'next_attempt_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_deliveries_notification_id'), ['notification_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_deliveries_provider_id'), ['provider_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_deliveries_recipient'), ['recipient'], unique=False)
+    op.create_index('ix_deliveries_due', 'deliveries', ['status', 'next_attempt_at'], unique=False)
+    op.create_index(op.f('ix_deliveries_notification_id'), 'deliveries', ['notification_id'], unique=False)
+    op.create_index(op.f('ix_deliveries_provider_id'), 'deliveries', ['provider_id'], unique=False)
+    op.create_index(op.f('ix_deliveries_recipient'), 'deliveries', ['recipient'], unique=False)
 
     op.create_table('digest_entries',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -71,9 +70,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digest_entries')),
     sa.UniqueConstraint('event_id', 'recipient', 'channel', name=op.f('uq_digest_entries_event_id'))
     )
-    with op.batch_alter_table('digest_entries', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_digest_entries_digest_delivery_id'), ['digest_delivery_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_digest_entries_recipient'), ['recipient'], unique=False)
+    op.create_index(op.f('ix_digest_entries_digest_delivery_id'), 'digest_entries', ['digest_delivery_id'], unique=False)
+    op.create_index(op.f('ix_digest_entries_recipient'), 'digest_entries', ['recipient'], unique=False)
 
     op.create_table('inbox_messages',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -93,8 +91,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inbox_messages')),
     sa.UniqueConstraint('event_id', 'recipient', name=op.f('uq_inbox_messages_event_id'))
     )
-    with op.batch_alter_table('inbox_messages', schema=None) as batch_op:
-        batch_op.create_index('ix_inbox_messages_recipient_created', ['recipient', 'created_at'], unique=False)
+    op.create_index('ix_inbox_messages_recipient_created', 'inbox_messages', ['recipient', 'created_at'], unique=False)
 
     op.create_table('institution_contacts',
     sa.Column('institution_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -119,11 +116,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications')),
     sa.UniqueConstraint('event_id', name=op.f('uq_notifications_event_id'))
     )
-    with op.batch_alter_table('notifications', schema=None) as batch_op:
-        batch_op.create_index('ix_notifications_unplanned', ['created_at'], unique=False, postgresql_where=sa.text('planned_at IS NULL'), sqlite_where=sa.text('planned_at IS NULL'))
+    op.create_index('ix_notifications_unplanned', 'notifications', ['created_at'], unique=False, postgresql_where=sa.text('planned_at IS NULL'))
 
     op.create_table('outbox',
-    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('seq', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=64), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),
     sa.Column('key', sa.String(length=200), nullable=False),
@@ -150,8 +146,7 @@ def upgrade() -> None:
     sa.Column('processed_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_processed_events'))
     )
-    with op.batch_alter_table('processed_events', schema=None) as batch_op:
-        batch_op.create_index('ix_processed_events_processed_at', ['processed_at'], unique=False)
+    op.create_index('ix_processed_events_processed_at', 'processed_events', ['processed_at'], unique=False)
 
     op.create_table('recipient_profiles',
     sa.Column('recipient', sqlmodel.sql.sqltypes.AutoString(length=120), nullable=False),
@@ -173,8 +168,7 @@ def upgrade() -> None:
     sa.Column('version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_registrations'))
     )
-    with op.batch_alter_table('registrations', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_registrations_activity_id'), ['activity_id'], unique=False)
+    op.create_index(op.f('ix_registrations_activity_id'), 'registrations', ['activity_id'], unique=False)
 
     op.create_table('template_overrides',
     sa.Column('event', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -203,36 +197,30 @@ def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table('webhook_subscriptions')
     op.drop_table('template_overrides')
-    with op.batch_alter_table('registrations', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_registrations_activity_id'))
+    op.drop_index(op.f('ix_registrations_activity_id'), table_name='registrations')
 
     op.drop_table('registrations')
     op.drop_table('recipient_profiles')
-    with op.batch_alter_table('processed_events', schema=None) as batch_op:
-        batch_op.drop_index('ix_processed_events_processed_at')
+    op.drop_index('ix_processed_events_processed_at', table_name='processed_events')
 
     op.drop_table('processed_events')
     op.drop_table('preferences')
     op.drop_table('outbox')
-    with op.batch_alter_table('notifications', schema=None) as batch_op:
-        batch_op.drop_index('ix_notifications_unplanned', postgresql_where=sa.text('planned_at IS NULL'), sqlite_where=sa.text('planned_at IS NULL'))
+    op.drop_index('ix_notifications_unplanned', table_name='notifications', postgresql_where=sa.text('planned_at IS NULL'))
 
     op.drop_table('notifications')
     op.drop_table('institution_contacts')
-    with op.batch_alter_table('inbox_messages', schema=None) as batch_op:
-        batch_op.drop_index('ix_inbox_messages_recipient_created')
+    op.drop_index('ix_inbox_messages_recipient_created', table_name='inbox_messages')
 
     op.drop_table('inbox_messages')
-    with op.batch_alter_table('digest_entries', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_digest_entries_recipient'))
-        batch_op.drop_index(batch_op.f('ix_digest_entries_digest_delivery_id'))
+    op.drop_index(op.f('ix_digest_entries_recipient'), table_name='digest_entries')
+    op.drop_index(op.f('ix_digest_entries_digest_delivery_id'), table_name='digest_entries')
 
     op.drop_table('digest_entries')
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_deliveries_recipient'))
-        batch_op.drop_index(batch_op.f('ix_deliveries_provider_id'))
-        batch_op.drop_index(batch_op.f('ix_deliveries_notification_id'))
-        batch_op.drop_index('ix_deliveries_due')
+    op.drop_index(op.f('ix_deliveries_recipient'), table_name='deliveries')
+    op.drop_index(op.f('ix_deliveries_provider_id'), table_name='deliveries')
+    op.drop_index(op.f('ix_deliveries_notification_id'), table_name='deliveries')
+    op.drop_index('ix_deliveries_due', table_name='deliveries')
 
     op.drop_table('deliveries')
     op.drop_table('activities')

@@ -23,7 +23,7 @@ def upgrade() -> None:
     sa.Column('name_zh', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('lead_institution_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
-    sa.Column('industries', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('industries', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('members', sa.JSON(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -31,17 +31,16 @@ def upgrade() -> None:
     sa.Column('updated_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alliances'))
     )
-    with op.batch_alter_table('alliances', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_alliances_lead_institution_id'), ['lead_institution_id'], unique=False)
+    op.create_index(op.f('ix_alliances_lead_institution_id'), 'alliances', ['lead_institution_id'], unique=False)
 
     op.create_table('bases',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
     sa.Column('name_zh', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('base_type', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('category', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('host_institution_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('host_institution_ids', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('capacity', sa.Integer(), nullable=False),
-    sa.Column('industries', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('industries', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('district', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=True),
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
@@ -50,9 +49,8 @@ def upgrade() -> None:
     sa.Column('updated_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_bases'))
     )
-    with op.batch_alter_table('bases', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_bases_base_type'), ['base_type'], unique=False)
-        batch_op.create_index(batch_op.f('ix_bases_category'), ['category'], unique=False)
+    op.create_index(op.f('ix_bases_base_type'), 'bases', ['base_type'], unique=False)
+    op.create_index(op.f('ix_bases_category'), 'bases', ['category'], unique=False)
 
     op.create_table('certification_batches',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -64,8 +62,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_certification_batches')),
     sa.UniqueConstraint('name', name=op.f('uq_certification_batches_name'))
     )
-    with op.batch_alter_table('certification_batches', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_certification_batches_year'), ['year'], unique=False)
+    op.create_index(op.f('ix_certification_batches_year'), 'certification_batches', ['year'], unique=False)
 
     op.create_table('certifications',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -84,9 +81,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_certifications')),
     sa.UniqueConstraint('institution_id', name=op.f('uq_certifications_institution_id'))
     )
-    with op.batch_alter_table('certifications', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_certifications_batch_id'), ['batch_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_certifications_status'), ['status'], unique=False)
+    op.create_index(op.f('ix_certifications_batch_id'), 'certifications', ['batch_id'], unique=False)
+    op.create_index(op.f('ix_certifications_status'), 'certifications', ['status'], unique=False)
 
     op.create_table('institution_revisions',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -100,8 +96,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_institution_revisions')),
     sa.UniqueConstraint('institution_id', 'version', name=op.f('uq_institution_revisions_institution_id'))
     )
-    with op.batch_alter_table('institution_revisions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_institution_revisions_institution_id'), ['institution_id'], unique=False)
+    op.create_index(op.f('ix_institution_revisions_institution_id'), 'institution_revisions', ['institution_id'], unique=False)
 
     op.create_table('institutions',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -112,8 +107,8 @@ def upgrade() -> None:
     sa.Column('school_code', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
     sa.Column('district', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
-    sa.Column('industries', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('keywords', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('industries', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('keywords', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('website', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
     sa.Column('contact_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('contact_phone', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
@@ -121,7 +116,7 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('successor_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
     sa.Column('certification_status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
-    sa.Column('name_grams', sa.JSON().with_variant(postgresql.ARRAY(sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('name_grams', postgresql.ARRAY(sa.Text()), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('created_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', common.db.UTCDateTime(timezone=True), nullable=False),
@@ -129,17 +124,15 @@ def upgrade() -> None:
     sa.UniqueConstraint('school_code', name=op.f('uq_institutions_school_code')),
     sa.UniqueConstraint('uscc', name=op.f('uq_institutions_uscc'))
     )
-    with op.batch_alter_table('institutions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_institutions_certification_status'), ['certification_status'], unique=False)
-        batch_op.create_index(batch_op.f('ix_institutions_district'), ['district'], unique=False)
-        batch_op.create_index(batch_op.f('ix_institutions_kind'), ['kind'], unique=False)
-        batch_op.create_index('ix_institutions_name_zh_id', ['name_zh', 'id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_institutions_status'), ['status'], unique=False)
+    op.create_index(op.f('ix_institutions_certification_status'), 'institutions', ['certification_status'], unique=False)
+    op.create_index(op.f('ix_institutions_district'), 'institutions', ['district'], unique=False)
+    op.create_index(op.f('ix_institutions_kind'), 'institutions', ['kind'], unique=False)
+    op.create_index('ix_institutions_name_zh_id', 'institutions', ['name_zh', 'id'], unique=False)
+    op.create_index(op.f('ix_institutions_status'), 'institutions', ['status'], unique=False)
 
-    if op.get_bind().dialect.name == "postgresql":
-        # Substring search over names and industry filters use JSONB containment, served by GIN indexes.
-        op.execute("CREATE INDEX ix_institutions_name_grams ON institutions USING gin (name_grams) WITH (fastupdate = off)")
-        op.execute("CREATE INDEX ix_institutions_industries ON institutions USING gin (industries jsonb_path_ops) WITH (fastupdate = off)")
+    # Substring search over names and industry filters use JSONB containment, served by GIN indexes.
+    op.execute("CREATE INDEX ix_institutions_name_grams ON institutions USING gin (name_grams) WITH (fastupdate = off)")
+    op.execute("CREATE INDEX ix_institutions_industries ON institutions USING gin (industries jsonb_path_ops) WITH (fastupdate = off)")
 
     op.create_table('mentors',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -149,7 +142,7 @@ def upgrade() -> None:
     sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('id_number', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=True),
-    sa.Column('industries', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('industries', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('expertise', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('consent_given_at', common.db.UTCDateTime(timezone=True), nullable=True),
@@ -160,12 +153,11 @@ def upgrade() -> None:
     sa.Column('updated_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mentors'))
     )
-    with op.batch_alter_table('mentors', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_mentors_institution_id'), ['institution_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_mentors_status'), ['status'], unique=False)
+    op.create_index(op.f('ix_mentors_institution_id'), 'mentors', ['institution_id'], unique=False)
+    op.create_index(op.f('ix_mentors_status'), 'mentors', ['status'], unique=False)
 
     op.create_table('outbox',
-    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('seq', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.String(length=64), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),
     sa.Column('key', sa.String(length=200), nullable=False),
@@ -184,52 +176,43 @@ def upgrade() -> None:
     sa.Column('processed_at', common.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_processed_events'))
     )
-    with op.batch_alter_table('processed_events', schema=None) as batch_op:
-        batch_op.create_index('ix_processed_events_processed_at', ['processed_at'], unique=False)
+    op.create_index('ix_processed_events_processed_at', 'processed_events', ['processed_at'], unique=False)
 
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table('processed_events', schema=None) as batch_op:
-        batch_op.drop_index('ix_processed_events_processed_at')
+    op.drop_index('ix_processed_events_processed_at', table_name='processed_events')
 
     op.drop_table('processed_events')
     op.drop_table('outbox')
-    with op.batch_alter_table('mentors', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_mentors_status'))
-        batch_op.drop_index(batch_op.f('ix_mentors_institution_id'))
+    op.drop_index(op.f('ix_mentors_status'), table_name='mentors')
+    op.drop_index(op.f('ix_mentors_institution_id'), table_name='mentors')
 
     op.drop_table('mentors')
-    with op.batch_alter_table('institutions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_institutions_status'))
-        batch_op.drop_index('ix_institutions_name_zh_id')
-        batch_op.drop_index(batch_op.f('ix_institutions_kind'))
-        batch_op.drop_index(batch_op.f('ix_institutions_district'))
-        batch_op.drop_index(batch_op.f('ix_institutions_certification_status'))
+    op.drop_index(op.f('ix_institutions_status'), table_name='institutions')
+    op.drop_index('ix_institutions_name_zh_id', table_name='institutions')
+    op.drop_index(op.f('ix_institutions_kind'), table_name='institutions')
+    op.drop_index(op.f('ix_institutions_district'), table_name='institutions')
+    op.drop_index(op.f('ix_institutions_certification_status'), table_name='institutions')
 
     op.drop_table('institutions')
-    with op.batch_alter_table('institution_revisions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_institution_revisions_institution_id'))
+    op.drop_index(op.f('ix_institution_revisions_institution_id'), table_name='institution_revisions')
 
     op.drop_table('institution_revisions')
-    with op.batch_alter_table('certifications', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_certifications_status'))
-        batch_op.drop_index(batch_op.f('ix_certifications_batch_id'))
+    op.drop_index(op.f('ix_certifications_status'), table_name='certifications')
+    op.drop_index(op.f('ix_certifications_batch_id'), table_name='certifications')
 
     op.drop_table('certifications')
-    with op.batch_alter_table('certification_batches', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_certification_batches_year'))
+    op.drop_index(op.f('ix_certification_batches_year'), table_name='certification_batches')
 
     op.drop_table('certification_batches')
-    with op.batch_alter_table('bases', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_bases_category'))
-        batch_op.drop_index(batch_op.f('ix_bases_base_type'))
+    op.drop_index(op.f('ix_bases_category'), table_name='bases')
+    op.drop_index(op.f('ix_bases_base_type'), table_name='bases')
 
     op.drop_table('bases')
-    with op.batch_alter_table('alliances', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_alliances_lead_institution_id'))
+    op.drop_index(op.f('ix_alliances_lead_institution_id'), table_name='alliances')
 
     op.drop_table('alliances')
     # ### end Alembic commands ###

@@ -22,19 +22,15 @@ GIN_INDEXES = ("ix_institutions_name_grams", "ix_institutions_industries")
 
 
 def upgrade() -> None:
-    """Pending lists on for the GIN indexes (PostgreSQL); drop the redundant revisions index."""
-    if op.get_bind().dialect.name == "postgresql":
-        for index in GIN_INDEXES:
-            op.execute(f"ALTER INDEX {index} SET (fastupdate = on, gin_pending_list_limit = 256)")
-    with op.batch_alter_table('institution_revisions', schema=None) as batch_op:
-        batch_op.drop_index('ix_institution_revisions_institution_id')
+    """Pending lists on for the GIN indexes; drop the redundant revisions index."""
+    for index in GIN_INDEXES:
+        op.execute(f"ALTER INDEX {index} SET (fastupdate = on, gin_pending_list_limit = 256)")
+    op.drop_index('ix_institution_revisions_institution_id', table_name='institution_revisions')
 
 
 def downgrade() -> None:
     """Back to direct GIN inserts and the separate institution_id index."""
-    with op.batch_alter_table('institution_revisions', schema=None) as batch_op:
-        batch_op.create_index('ix_institution_revisions_institution_id', ['institution_id'], unique=False)
-    if op.get_bind().dialect.name == "postgresql":
-        for index in GIN_INDEXES:
-            op.execute(f"ALTER INDEX {index} SET (fastupdate = off)")
-            op.execute(f"ALTER INDEX {index} RESET (gin_pending_list_limit)")
+    op.create_index('ix_institution_revisions_institution_id', 'institution_revisions', ['institution_id'], unique=False)
+    for index in GIN_INDEXES:
+        op.execute(f"ALTER INDEX {index} SET (fastupdate = off)")
+        op.execute(f"ALTER INDEX {index} RESET (gin_pending_list_limit)")
