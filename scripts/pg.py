@@ -157,12 +157,12 @@ def _ensure_initialised() -> None:
 def start(databases: list[str]) -> None:
     """Start the server unless it already runs, then create any missing databases."""
     started = time.monotonic()
-    _ensure_initialised()
     pid = _postmaster_pid()
+    if pid is None and _answers():
+        raise PgError(f"port {PORT} on 127.0.0.1 is taken by another program: stop it, or choose another port "
+                      f"with PG_PORT=<port> (`make run` and the tests follow PG_PORT)")
+    _ensure_initialised()
     if pid is None:
-        if _answers():
-            raise PgError(f"port {PORT} on 127.0.0.1 is taken by another program: stop it, or choose another port "
-                          f"with PG_PORT=<port> (`make run` and the tests follow PG_PORT)")
         # A postmaster.pid left by a server that died is stale: PostgreSQL itself recognises and replaces it.
         log = DATA / "server.log"
         proc = _tool("pg_ctl", "-D", str(DATA), "-l", str(log), "-o", f"-p {PORT}", "-w", "-t", "60", "start",
