@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from bench.support import BenchContext
-from tests.support.harness import current_group_suffix
+from tests.support.harness import current_group_suffix, drop_created_databases
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,6 +53,7 @@ async def _main(selected: list[str]) -> int:
                 print(f"--- {name}: results in bench/results/{name}.json", flush=True)
         finally:
             ctx.stop()
+            await drop_created_databases()
     return 1 if failures else 0
 
 

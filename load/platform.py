@@ -10,10 +10,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 
-from tests.support.harness import ADMIN_PG_URL, Broker, current_group_suffix, fresh_database, start_broker
+from tests.support.harness import Broker, current_group_suffix, drop_created_databases, fresh_database, start_broker
 from tests.support.processes import ServiceProcess, isolate_groups, service_env
 
 SERVICES = ("registry", "matching", "events", "notify")
@@ -47,12 +46,7 @@ class Platform:
                 await asyncio.to_thread(self.broker.stop)
             except Exception as exc:  # already stopped by a fault that did not finish
                 print(f"load: stopping the broker: {exc!r}", flush=True)
-        conn = await asyncpg.connect(ADMIN_PG_URL)
-        try:
-            for url in self.dbs.values():
-                await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_created_databases()
 
 
 async def start_platform(tmp: Path, logs: Path) -> Platform:
