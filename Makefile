@@ -8,7 +8,7 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requir
 ROLE ?= office_admin
 INSTITUTION ?=
 
-.PHONY: help install broker postgres run test test-unit chaos fuzz load bench lint token seed clean
+.PHONY: help install broker postgres cluster cluster-faults run test test-unit chaos fuzz load bench lint token seed clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,13 @@ broker: install ## start only the Kafka broker (127.0.0.1:9092) in the backgroun
 
 postgres: install ## start only the checkout's PostgreSQL (127.0.0.1:55432, data in .local/pg) in the background
 	@$(BIN)/python scripts/pg.py start
+
+cluster: install ## a three-node Kafka cluster (replication 3, min ISR 2) on 127.0.0.1:19092,19094,19096 in the background
+	@$(PY) scripts/cluster.py start
+
+cluster-faults: install ## the full fault suite on a three-node cluster with replicated services (make test runs a short one)
+	@$(BIN)/python scripts/pg.py start
+	@CLUSTER_FULL=1 $(BIN)/python -m pytest -m cluster -s $(PYTEST_ARGS)
 
 run: install ## PostgreSQL + broker + the four services (registry 8001, matching 8002, events 8003, notify 8004)
 	@$(BIN)/python scripts/run.py
