@@ -19,15 +19,40 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
 KUBERNETES_VERSION = "1.32.0"
-# Custom resources the offline Kubernetes schemas cannot know; everything else must validate.
-CUSTOM_KINDS = {("kafka.strimzi.io/v1beta2", "Kafka"), ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
-                ("monitoring.coreos.com/v1", "PodMonitor")}
+CRDS = DEPLOY / "k8s" / "crds"
 EXPORTED = exported_names(common.metrics) | PROMETHEUS_OWN
 
 
 def kafka_version() -> str:
     """The Kafka version the tests run (deploy/kafka/pom.xml)."""
     return re.search(r"<kafka.version>([^<]+)</kafka.version>", (DEPLOY / "kafka" / "pom.xml").read_text()).group(1)
+
+
+def is_custom(doc: dict) -> bool:
+    """A resource served by an operator's CRD rather than by Kubernetes itself (its API group is a DNS name)."""
+    group = doc["apiVersion"].rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
+
+
+def custom_schemas() -> dict[str, dict]:
+    """apiVersion -> our JSON Schema of that API's kinds (deploy/k8s/crds/<group>_<version>.yaml)."""
+    out = {}
+    for path in sorted(CRDS.glob("*_*.yaml")):
+        group, version = path.stem.rsplit("_", 1)
+        out[f"{group}/{version}"] = yaml.safe_load(path.read_text())
+    return out
+
+
+def custom_resource_errors(doc: dict) -> list[str]:
+    """What the operator's schema finds wrong in one custom resource (an unknown apiVersion or kind is an error)."""
+    schemas = custom_schemas()
+    schema = schemas.get(doc["apiVersion"])
+    if schema is None:
+        return [f"no schema for {doc['apiVersion']} in deploy/k8s/crds (served there: {sorted(schemas)})"]
+    if doc["kind"] not in schema["$defs"]:
+        return [f"{doc['apiVersion']} has no kind {doc['kind']} in deploy/k8s/crds"]
+    validator = jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{doc['kind']}"})
+    return [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(doc)]
 
 
 def _containers(doc: dict) -> list[dict]:
@@ -40,18 +65,56 @@ def _by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 
 # --- Kubernetes -------------------------------------------------------------------------------------------------
 
-def test_every_build_validates_against_the_kubernetes_schemas(kustomize_builds, kubernetes_validate):
-    skipped = []
+def test_every_built_in_resource_validates_against_the_kubernetes_schemas(kustomize_builds, kubernetes_validate):
     for build, docs in kustomize_builds.items():
         for doc in docs:
-            if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
-                skipped.append(doc["kind"])
+            if is_custom(doc):
                 continue
             try:
                 kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
             except kubernetes_validate.ValidationError as exc:
                 pytest.fail(f"{build}: {doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
-    assert {"PodMonitor", "Kafka", "KafkaNodePool"} <= set(skipped)
+
+
+def test_every_custom_resource_validates_against_its_operators_schema(kustomize_builds):
+    seen = set()
+    for build, docs in kustomize_builds.items():
+        for doc in filter(is_custom, docs):
+            seen.add(doc["kind"])
+            errors = custom_resource_errors(doc)
+            assert not errors, f"{build}: {doc['kind']}/{doc['metadata']['name']}:\n" + "\n".join(errors)
+    assert {"Kafka", "KafkaNodePool", "PodMonitor", "PrometheusRule"} <= seen
+
+
+def test_the_custom_resource_validation_can_fail(kustomize_builds):
+    kafka = next(d for d in kustomize_builds["prod"] if d["kind"] == "Kafka")
+    assert not custom_resource_errors(kafka)
+    old_api = {**kafka, "apiVersion": "kafka.strimzi.io/v1beta2"}
+    assert custom_resource_errors(old_api) and "no schema" in custom_resource_errors(old_api)[0]
+    misspelt = json.loads(json.dumps(kafka))
+    misspelt["spec"]["kafka"]["listeners"][0]["tlss"] = False
+    assert any("tlss" in e for e in custom_resource_errors(misspelt))
+    bad_port = json.loads(json.dumps(kafka))
+    bad_port["spec"]["kafka"]["listeners"][0]["port"] = 9000  # Strimzi keeps ports below 9092 for itself
+    assert custom_resource_errors(bad_port)
+    pool = next(d for d in kustomize_builds["prod"] if d["kind"] == "KafkaNodePool")
+    orphan = json.loads(json.dumps(pool))
+    del orphan["metadata"]["labels"]["strimzi.io/cluster"]
+    assert custom_resource_errors(orphan)
+
+
+def test_one_kafka_version_everywhere_and_the_pinned_strimzi_release_runs_it(kustomize_builds):
+    strimzi = custom_schemas()["kafka.strimzi.io/v1"]
+    assert kafka_version() in strimzi["x-supported-kafka-versions"], (
+        f"Strimzi {strimzi['x-strimzi-release']} does not run Kafka {kafka_version()}")
+    texts = {p: p.read_text() for p in [DEPLOY / "compose.yaml", *sorted((DEPLOY / "k8s").rglob("*.yaml")),
+                                        ROOT / "docs" / "operations.md"]}
+    named = {(path.relative_to(ROOT).as_posix(), version) for path, text in texts.items()
+             for version in re.findall(r"apache/kafka:([\w.-]+)|Kafka (\d+\.\d+\.\d+)", text)}
+    assert {(path, a or b) for path, (a, b) in named} == {(path, kafka_version()) for path, _ in named}
+    assert {"deploy/compose.yaml", "deploy/k8s/overlays/dev/kafka.yaml"} <= {path for path, _ in named}
+    prod = kustomize_builds["prod"]
+    assert next(d for d in prod if d["kind"] == "Kafka")["spec"]["kafka"]["version"] == kafka_version()
 
 
 def test_the_kubernetes_validation_can_fail(kubernetes_validate, kustomize_builds):
@@ -144,7 +207,7 @@ def test_prod_declares_a_three_broker_kraft_kafka_for_strimzi(kustomize_builds):
     prod = kustomize_builds["prod"]
     kafka = next(d for d in prod if d["kind"] == "Kafka")
     pool = next(d for d in prod if d["kind"] == "KafkaNodePool")
-    assert kafka["metadata"]["annotations"] == {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled"}
+    assert kafka["apiVersion"] == pool["apiVersion"] == "kafka.strimzi.io/v1"
     assert kafka["spec"]["kafka"]["version"] == kafka_version()
     assert "zookeeper" not in kafka["spec"]
     assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
@@ -162,6 +225,10 @@ def test_ingress_routes_each_service_prefix_with_a_cors_allow_list(kustomize_bui
     services = {s["metadata"]["name"] for s in kustomize_builds[build] if s["kind"] == "Service"}
     paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     assert paths == {f"/{svc}(/|$)(.*)": f"{svc}-api" for svc in SERVICES}
+    deployments = _by_kind(kustomize_builds[build], "Deployment")
+    for svc in SERVICES:  # the service knows the prefix the Ingress strips, so its /docs name reachable URLs
+        env = {e["name"]: e.get("value") for e in _containers(deployments[f"{svc}-api"])[0]["env"]}
+        assert env[f"{svc.upper()}_ROOT_PATH"] == f"/{svc}"
     assert set(paths.values()) <= services
     annotations = ingress["metadata"]["annotations"]
     origins = [o.strip() for o in annotations["nginx.ingress.kubernetes.io/cors-allow-origin"].split(",")]
@@ -231,6 +298,92 @@ def test_promtool_accepts_the_config_and_the_rules(promtool):
                  ["test", "rules", "alerts_test.yml"]):
         proc = subprocess.run([promtool, *args], cwd=DEPLOY / "prometheus", capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def relabel(labels: dict[str, str], configs: list[dict]) -> dict[str, str]:
+    """Prometheus' `replace` relabelling (the only action our configs use), in compose or operator spelling."""
+    out = dict(labels)
+    for cfg in configs:
+        get = lambda *names: next((cfg[n] for n in names if n in cfg), None)  # noqa: E731
+        assert get("action") in (None, "replace", "Replace"), cfg
+        source = get("source_labels", "sourceLabels") or []
+        value = (get("separator") or ";").join(out.get(name, "") for name in source)
+        match = re.fullmatch(get("regex") or "(.*)", value)
+        if match:
+            replacement = re.sub(r"\$\{?(\d+)\}?", lambda m: match.group(int(m.group(1))) or "",
+                                 get("replacement") if get("replacement") is not None else "$1")
+            out[get("target_label", "targetLabel")] = replacement
+    return {k: v for k, v in out.items() if not k.startswith("__") and v != ""}
+
+
+def compose_target_labels(address: str) -> dict[str, str]:
+    """The labels compose's Prometheus gives the target at `address` (deploy/prometheus/prometheus.yml)."""
+    job = next(j for j in yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+               if any(address in sc["targets"] for sc in j.get("static_configs", [])))
+    static = next(sc for sc in job["static_configs"] if address in sc["targets"])
+    labels = {"job": job["job_name"], "instance": address, "__address__": address, **static.get("labels", {})}
+    return relabel(labels, job.get("relabel_configs", []))
+
+
+def kubernetes_target_labels(pod_labels: dict[str, str], monitor: dict, *, namespace: str = "cjrh") -> dict[str, str]:
+    """The labels the Prometheus operator gives a pod's target: its own defaults, then the PodMonitor's relabelings."""
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    meta = {f"__meta_kubernetes_pod_label_{re.sub(r'[^a-zA-Z0-9_]', '_', k)}": v for k, v in pod_labels.items()}
+    defaults = {"job": f"{namespace}/{monitor['metadata']['name']}", "namespace": namespace,
+                "pod": f"{pod_labels['app.kubernetes.io/name']}-api-7d9f8b6c5-x2x4q",
+                "container": pod_labels["app.kubernetes.io/name"], "endpoint": endpoint["port"],
+                "instance": "10.244.1.17:8000", **meta}
+    return relabel(defaults, endpoint.get("relabelings", []))
+
+
+def test_service_down_fires_for_a_target_labelled_as_compose_or_kubernetes_labels_it(promtool, tmp_path,
+                                                                                     kustomize_builds):
+    prod = kustomize_builds["prod"]
+    monitor = next(d for d in prod if d["kind"] == "PodMonitor")
+    pod = next(d for d in prod if d["kind"] == "Deployment" and d["metadata"]["name"] == "registry-api")
+    down = {"compose": compose_target_labels("registry-api:8000"),
+            "kubernetes": kubernetes_target_labels(pod["spec"]["template"]["metadata"]["labels"], monitor)}
+    healthy = compose_target_labels("matching-worker:8000")
+    unrelabelled = kubernetes_target_labels(pod["spec"]["template"]["metadata"]["labels"],
+                                            {**monitor, "spec": {"podMetricsEndpoints": [{"port": "http"}]}})
+    assert unrelabelled["job"] == "cjrh/cjrh-platform"  # what the operator names the job on its own
+
+    def series(labels: dict[str, str]) -> str:
+        return "up{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+    tests = {"rule_files": [str(DEPLOY / "prometheus" / "alerts.yml")], "evaluation_interval": "30s", "tests": [{
+        "interval": "30s",
+        "input_series": [{"series": series(labels), "values": "1 1 0 0 0 0 0 0 0 0"} for labels in down.values()]
+                        + [{"series": series(healthy), "values": "1 1 1 1 1 1 1 1 1 1"}],
+        "alert_rule_test": [
+            {"eval_time": "1m", "alertname": "ServiceDown", "exp_alerts": []},
+            {"eval_time": "4m", "alertname": "ServiceDown", "exp_alerts": [
+                {"exp_labels": {**labels, "severity": "critical"},
+                 "exp_annotations": {"summary": f"{labels['instance']} cannot be scraped",
+                                     "runbook": "docs/operations.md#readiness"}}
+                for labels in down.values()]},
+        ]}]}
+    (tmp_path / "service_down_test.yml").write_text(yaml.safe_dump(tests))
+    proc = subprocess.run([promtool, "test", "rules", "service_down_test.yml"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert down["kubernetes"]["instance_service"] == down["compose"]["instance_service"] == "registry"
+    assert down["kubernetes"]["role"] == down["compose"]["role"] == "api"
+
+
+def test_the_prometheus_rule_is_generated_from_the_alert_rules():
+    proc = subprocess.run([sys.executable, str(DEPLOY / "prometheus" / "build_rules.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rule = yaml.safe_load((DEPLOY / "k8s" / "components" / "monitoring" / "prometheusrule.yaml").read_text())
+    assert rule["spec"]["groups"] == yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+
+
+def test_the_dev_overlay_needs_no_prometheus_operator_and_prod_has_its_resources(kustomize_builds):
+    operator_kinds = {"PodMonitor", "PrometheusRule", "ServiceMonitor"}
+    for build in ("base", "dev"):
+        assert not {d["kind"] for d in kustomize_builds[build]} & operator_kinds, build
+    assert {"PodMonitor", "PrometheusRule"} <= {d["kind"] for d in kustomize_builds["prod"]}
 
 
 def test_alert_rules_cover_the_operational_risks_and_query_exported_metrics():
