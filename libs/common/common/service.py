@@ -281,9 +281,11 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     """The FastAPI app of a service: problem+json errors, offline docs, /healthz, /readyz, /metrics."""
     s = spec.settings
 
+    # Before the server's first line: uvicorn calls the app factory before it logs "Started server process".
+    configure_logging(service=s.service_name, level=s.log_level, json_logs=s.log_json)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        configure_logging(service=s.service_name, level=s.log_level, json_logs=s.log_json)
         runtime = Runtime(spec)
         app.state.runtime = runtime
         await runtime.start()
