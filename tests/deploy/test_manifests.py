@@ -192,6 +192,50 @@ def test_network_policies_let_a_service_reach_only_the_broker_and_its_own_databa
         assert pod_selector.get("app.kubernetes.io/part-of") == "cjrh-platform"
 
 
+def _egress_ports(policy: dict, label: str) -> set[int]:
+    """The ports a NetworkPolicy lets its pods reach on pods carrying `label`="true" (in any namespace)."""
+    return {port["port"] for rule in policy["spec"]["egress"] for peer in rule["to"]
+            if peer.get("podSelector", {}).get("matchLabels", {}).get(label) == "true" for port in rule["ports"]}
+
+
+def _notify_channels(docs: list[dict]) -> dict[str, str]:
+    """The NOTIFY_* channel settings every notify Deployment takes from its ConfigMap."""
+    maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    found = []
+    for d in (d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("notify-")):
+        refs = [e["configMapRef"]["name"] for e in _containers(d)[0]["envFrom"] if "configMapRef" in e]
+        found.append({k: v for ref in refs for k, v in maps[ref].items() if k.startswith("NOTIFY_")})
+    assert found and all(f == found[0] for f in found)
+    return found[0]
+
+
+@pytest.mark.parametrize("build", ["dev", "prod"])
+def test_notify_is_configured_and_allowed_to_send_mail_sms_and_webhooks(kustomize_builds, build):
+    docs = kustomize_builds[build]
+    channels = _notify_channels(docs)
+    policy = _by_kind(docs, "NetworkPolicy")["notify-egress"]
+    assert int(channels["NOTIFY_SMTP_PORT"]) in _egress_ports(policy, "cjrh.sh.cn/smtp-relay")
+    assert channels["NOTIFY_SMTP_HOST"] not in ("", "127.0.0.1", "localhost")
+    if build == "prod":
+        proxy = channels["NOTIFY_HTTP_PROXY"]
+        assert int(proxy.rsplit(":", 1)[1]) in _egress_ports(policy, "cjrh.sh.cn/egress-proxy")
+        assert channels["NOTIFY_SMS_URL"].startswith("https://")
+    else:  # dev: its own mail catcher is the relay, under the name and port notify is given
+        relay = next(d for d in docs if d["kind"] == "Deployment"
+                     and d["spec"]["template"]["metadata"]["labels"].get("cjrh.sh.cn/smtp-relay") == "true")
+        service = _by_kind(docs, "Service")[channels["NOTIFY_SMTP_HOST"]]
+        assert service["spec"]["selector"].items() <= relay["spec"]["template"]["metadata"]["labels"].items()
+        assert int(channels["NOTIFY_SMTP_PORT"]) in {p["port"] for p in service["spec"]["ports"]}
+    for d in (d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("notify-")):
+        assert {"secretRef": {"name": "notify-channels", "optional": True}} in _containers(d)[0]["envFrom"]
+
+
+def test_only_notify_may_reach_the_mail_relay_and_the_egress_proxy(kustomize_builds):
+    for name, policy in _by_kind(kustomize_builds["prod"], "NetworkPolicy").items():
+        if name != "notify-egress" and "egress" in policy["spec"]:
+            assert not _egress_ports(policy, "cjrh.sh.cn/smtp-relay") | _egress_ports(policy, "cjrh.sh.cn/egress-proxy")
+
+
 def test_broker_and_database_pods_carry_the_labels_the_policies_expect(kustomize_builds):
     dev = kustomize_builds["dev"]
     sets = _by_kind(dev, "StatefulSet")
@@ -281,6 +325,16 @@ def test_compose_runs_api_worker_migration_and_topic_job_per_service(compose):
             src = vol.split(":")[0]
             if src.startswith("."):
                 assert (DEPLOY / src).exists(), f"{name} mounts missing {src}"
+
+
+def test_compose_notify_sends_mail_to_the_mail_catcher_and_takes_its_channels_from_the_environment(compose):
+    services = compose["services"]
+    for role in ("api", "worker"):
+        env = services[f"notify-{role}"]["environment"]
+        assert {"NOTIFY_SMTP_HOST", "NOTIFY_SMTP_PORT", "NOTIFY_SMS_URL", "NOTIFY_SMS_API_KEY",
+                "NOTIFY_HTTP_PROXY"} <= env.keys()
+        assert env["NOTIFY_SMTP_HOST"] == "${NOTIFY_SMTP_HOST:-mailpit}" and "mailpit" in services
+        assert env["NOTIFY_SMTP_PORT"] == "${NOTIFY_SMTP_PORT:-1025}"
 
 
 def test_prometheus_in_compose_scrapes_every_api_and_worker(compose):
