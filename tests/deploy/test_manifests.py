@@ -163,6 +163,9 @@ def test_apis_autoscale_and_every_deployment_has_a_disruption_budget(kustomize_b
             labels = deployments[f"{svc}-{role}"]["spec"]["template"]["metadata"]["labels"]
             selector = pdbs[f"{svc}-{role}"]["spec"]["selector"]["matchLabels"]
             assert selector.items() <= labels.items(), f"PDB {svc}-{role} does not select its pods"
+    for hpa in hpas.values():  # the HPA alone sets the count: a replicas field would reset it on every apply
+        target = deployments[hpa["spec"]["scaleTargetRef"]["name"]]
+        assert "replicas" not in target["spec"], f"{build}: {target['metadata']['name']} sets replicas under an HPA"
     for d in deployments.values():  # selectors of different services never overlap
         others = [o for o in deployments.values() if o is not d]
         sel = d["spec"]["selector"]["matchLabels"]
@@ -298,6 +301,14 @@ def test_compose_file_follows_the_compose_specification(compose, compose_spec_sc
     broken = json.loads(json.dumps(compose))
     broken["services"]["kafka"]["restart"] = ["always"]
     assert not jsonschema.Draft7Validator(compose_spec_schema).is_valid(broken)
+
+
+def test_compose_publishes_every_port_on_loopback_only_and_checks_every_long_running_service(compose):
+    for name, s in compose["services"].items():
+        for port in s.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+        if s.get("restart") != "no":
+            assert "healthcheck" in s, f"{name} has no healthcheck"
 
 
 def test_compose_runs_api_worker_migration_and_topic_job_per_service(compose):
@@ -466,12 +477,17 @@ def test_dashboards_are_current_valid_and_query_exported_metrics():
     dashboards = _dashboards()
     assert set(dashboards) == {f"{svc}.json" for svc in SERVICES} | {"event-pipeline.json"}
     datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
-    uid = datasource["datasources"][0]["uid"]
+    provisioned = datasource["datasources"][0]
+    assert provisioned["isDefault"] is True  # what the dashboards' variable picks first
     for name, dash in dashboards.items():
         panels = [p for p in dash["panels"] if p["type"] != "row"]
         assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"]), f"{name}: duplicate panel ids"
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+        uids = {m for m in re.findall(r'"uid": "([^"]*)"', json.dumps(dash)) if m != dash["uid"]}
+        assert uids == {"${datasource}"}, f"{name} hard-codes a datasource: {uids}"
         for panel in panels:
-            assert panel["datasource"]["uid"] == uid
+            assert panel["datasource"]["uid"] == "${datasource}"
             for target in panel["targets"]:
                 used = metric_names(target["expr"])
                 assert used and used <= EXPORTED, f"{name} / {panel['title']}: {used - EXPORTED}"
