@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import common.metrics
 from tests.deploy.promql import PROMETHEUS_OWN, exported_names, metric_names
@@ -367,17 +370,20 @@ def test_promtool_accepts_the_config_and_the_rules(promtool):
 
 def relabel(labels: dict[str, str], configs: list[dict]) -> dict[str, str]:
     """Prometheus' `replace` relabelling (the only action our configs use), in compose or operator spelling."""
+    def get(cfg: dict, *names: str):
+        return next((cfg[n] for n in names if n in cfg), None)
+
     out = dict(labels)
     for cfg in configs:
-        get = lambda *names: next((cfg[n] for n in names if n in cfg), None)  # noqa: E731
-        assert get("action") in (None, "replace", "Replace"), cfg
-        source = get("source_labels", "sourceLabels") or []
-        value = (get("separator") or ";").join(out.get(name, "") for name in source)
-        match = re.fullmatch(get("regex") or "(.*)", value)
+        assert get(cfg, "action") in (None, "replace", "Replace"), cfg
+        source = get(cfg, "source_labels", "sourceLabels") or []
+        value = (get(cfg, "separator") or ";").join(out.get(name, "") for name in source)
+        match = re.fullmatch(get(cfg, "regex") or "(.*)", value)
         if match:
-            replacement = re.sub(r"\$\{?(\d+)\}?", lambda m: match.group(int(m.group(1))) or "",
-                                 get("replacement") if get("replacement") is not None else "$1")
-            out[get("target_label", "targetLabel")] = replacement
+            template = get(cfg, "replacement") if get(cfg, "replacement") is not None else "$1"
+            groups = (match.group(0), *match.groups())
+            out[get(cfg, "target_label", "targetLabel")] = re.sub(
+                r"\$\{?(\d+)\}?", lambda m, groups=groups: groups[int(m.group(1))] or "", template)
     return {k: v for k, v in out.items() if not k.startswith("__") and v != ""}
 
 
@@ -516,3 +522,52 @@ def test_dockerfile_is_multi_stage_pinned_non_root_with_a_healthcheck():
     assert "--no-deps" not in text, "the service's own dependencies (jieba, openpyxl, ...) must be installed"
     for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
         assert (ROOT / src.replace("${SERVICE}", SERVICES[0])).exists(), src
+
+
+# --- pinned dependencies ----------------------------------------------------------------------------------------
+
+def _pins() -> dict[str, str]:
+    """constraints.txt: canonical package name -> pinned version."""
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version and " " not in version, f"not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def _declared() -> set[str]:
+    """Every third-party requirement named by the pyprojects and requirement files `make install` reads."""
+    import tomllib
+
+    names = set()
+    for path in [ROOT / "libs" / "common" / "pyproject.toml", *sorted((ROOT / "services").glob("*/pyproject.toml"))]:
+        names |= {Requirement(r).name for r in tomllib.loads(path.read_text())["project"].get("dependencies", [])}
+    for path in (ROOT / "requirements-dev.txt", DEPLOY / "requirements-ops.txt"):
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.add(Requirement(line).name)
+    return {canonicalize_name(n) for n in names if not n.startswith("cjrh-")}
+
+
+def test_every_dependency_is_pinned_and_every_install_uses_the_pins():
+    pins = _pins()
+    assert _declared() <= pins.keys(), f"not in constraints.txt (run make lock): {_declared() - pins.keys()}"
+    assert not [n for n in pins if n.startswith("cjrh-")], "the platform's own packages are not pinned"
+    makefile = (ROOT / "Makefile").read_text()
+    install = makefile[makefile.index("$(STAMP):"):makefile.index("install: $(STAMP)")]
+    assert "$(CONSTRAINTS)" in install.splitlines()[0] and "-c $(CONSTRAINTS)" in install
+    assert re.search(r"^CONSTRAINTS := constraints\.txt$", makefile, re.M) and re.search(r"^lock: ", makefile, re.M)
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    installs = re.findall(r"pip install (.*)", dockerfile)
+    assert installs and all("-c /app/constraints.txt" in i for i in installs), installs
+    assert "!constraints.txt" in (DEPLOY / "Dockerfile.dockerignore").read_text()
+
+
+def test_the_test_environment_is_the_pinned_one():
+    pins = _pins()
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    differ = {n: (v, installed[n]) for n, v in pins.items() if n in installed and installed[n] != v}
+    assert not differ, f"(pinned, installed) differ: run make install: {differ}"
