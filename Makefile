@@ -5,26 +5,47 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requirements-dev.txt $(wildcard deploy/requirements-ops.txt)
+# Every third-party package at the version `make lock` last resolved: `make install`, CI and the images install these.
+CONSTRAINTS := constraints.txt
+LOCK_VENV := .local/lock-venv
+REQUIREMENTS = libs/common $(foreach s,$(wildcard services/*/pyproject.toml),$(dir $(s))) -r requirements-dev.txt \
+	$(patsubst %,-r %,$(wildcard deploy/requirements-ops.txt))
 ROLE ?= office_admin
 INSTITUTION ?=
 
+<<<<<<< HEAD
 .PHONY: help install broker postgres cluster cluster-faults run test test-unit chaos fuzz load bench lint token seed clean
+=======
+.PHONY: help install lock broker run test test-unit chaos fuzz load bench lint token seed clean
+>>>>>>> deploy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): $(PYPROJECTS)
+$(STAMP): $(PYPROJECTS) $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@mkdir -p .local
-	@echo "install: Python packages into $(VENV) (log in .local/pip.log) ..."
+	@echo "install: Python packages into $(VENV), pinned by $(CONSTRAINTS) (log in .local/pip.log) ..."
 	@{ $(BIN)/pip install --upgrade pip && \
-	   $(BIN)/pip install -e libs/common $(foreach s,$(wildcard services/*/pyproject.toml),-e $(dir $(s))) \
+	   $(BIN)/pip install -c $(CONSTRAINTS) -e libs/common $(foreach s,$(wildcard services/*/pyproject.toml),-e $(dir $(s))) \
 	     -r requirements-dev.txt $(patsubst %,-r %,$(wildcard deploy/requirements-ops.txt)); } > .local/pip.log 2>&1 \
 	   || { tail -30 .local/pip.log; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the services, libs/common and the dev tools
 	@$(PY) scripts/broker.py fetch
+
+lock: ## re-resolve every dependency range into constraints.txt, from a clean install (then commit it)
+	@rm -rf $(LOCK_VENV) && $(PY) -m venv $(LOCK_VENV)
+	@echo "lock: resolving into a clean $(LOCK_VENV) (log in .local/lock.log) ..."
+	@{ $(LOCK_VENV)/bin/pip install --upgrade pip && $(LOCK_VENV)/bin/pip install $(REQUIREMENTS); } \
+	   > .local/lock.log 2>&1 || { tail -30 .local/lock.log; exit 1; }
+	@{ echo "# Every third-party Python package of the platform, pinned: written by \`make lock\` (pip freeze of a clean"; \
+	   echo "# install of libs/common, services/*, requirements-dev.txt and deploy/requirements-ops.txt on Python"; \
+	   echo "# $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())')). Used as pip's -c by make install, CI and deploy/Dockerfile; do not edit by hand."; \
+	   $(LOCK_VENV)/bin/pip freeze --all --exclude-editable | grep -vE '^(cjrh-[a-z]+ @ |pip==|setuptools==|wheel==)'; } > $(CONSTRAINTS)
+	@rm -rf $(LOCK_VENV)
+	@echo "lock: $$(grep -c '==' $(CONSTRAINTS)) packages pinned in $(CONSTRAINTS)"
 
 broker: install ## start only the Kafka broker (127.0.0.1:9092) in the background
 	@$(PY) scripts/broker.py start

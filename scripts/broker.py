@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,10 +31,22 @@ LIBS = Path(os.environ.get("KAFKA_LIBS_DIR", ROOT / ".local" / "kafka" / "libs")
 DEFAULT_DATA = ROOT / ".local" / "kafka" / "data"
 
 
+def kafka_version() -> str:
+    """The Kafka version the broker runs, as pinned in deploy/kafka/pom.xml."""
+    return re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text()).group(1)
+
+
 def fetch() -> Path:
     """Resolve the broker jars into LIBS unless a previous run already did (the marker file says so)."""
     marker = LIBS / ".complete"
     if marker.exists():
+        version = kafka_version()
+        if not (LIBS / f"kafka_2.13-{version}.jar").exists():
+            # A folder fetched for another version would start a broker the pom no longer names; it may be shared
+            # with other checkouts, so it is never emptied here.
+            found = sorted(p.name for p in LIBS.glob("kafka_2.13-*.jar"))
+            sys.exit(f"broker: {LIBS} holds {found or 'no kafka_2.13 jar'}, but deploy/kafka/pom.xml pins Kafka "
+                     f"{version}: point KAFKA_LIBS_DIR at another folder (or remove this one) to fetch {version}")
         return LIBS
     if not shutil.which("mvn"):
         sys.exit("broker: Maven (mvn) is needed to fetch Apache Kafka's jars from Maven Central")

@@ -16,7 +16,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent / "dashboards"
-DS = {"type": "prometheus", "uid": "prometheus"}
+# Every panel queries the dashboard's `datasource` variable (any Prometheus the Grafana has, its default first), so
+# the dashboards import into a Grafana whose Prometheus datasource has another uid (kube-prometheus-stack, a
+# managed Grafana) as they are.
+DS = {"type": "prometheus", "uid": "${datasource}"}
+DATASOURCE_VARIABLE = {
+    "name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
+    "current": {}, "hide": 0, "refresh": 1, "regex": "", "includeAll": False, "multi": False, "options": [],
+}
 RATE = "$__rate_interval"
 PROBES = 'route!~"/metrics|/healthz|/readyz"'
 
@@ -94,7 +101,7 @@ def dashboard(uid: str, title: str, layout: Layout, tags: list[str], description
         "uid": uid, "title": title, "description": description, "tags": ["cjrh", *tags],
         "timezone": "browser", "schemaVersion": 39, "version": 1, "editable": False,
         "refresh": "30s", "time": {"from": "now-3h", "to": "now"}, "graphTooltip": 1,
-        "templating": {"list": []}, "annotations": {"list": []}, "links": [],
+        "templating": {"list": [DATASOURCE_VARIABLE]}, "annotations": {"list": []}, "links": [],
         "panels": layout.panels,
     }
 

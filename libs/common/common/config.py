@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
     database_url: str = ""  # <SERVICE>_DATABASE_URL; empty means the service's database on the local server
     run_migrations: bool = True
+    # The path prefix a reverse proxy serves this service under and strips before forwarding (the Ingress serves
+    # registry at /registry): the OpenAPI document and /docs then name the URLs a browser can reach. <SVC>_ROOT_PATH.
+    root_path: str = ""
 
     kafka_bootstrap_servers: str = _shared("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     topic_partitions: int = _shared("TOPIC_PARTITIONS", 3)

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,18 +31,39 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+def iso_time(record: logging.LogRecord) -> str:
+    """When a record was made, in ISO 8601 UTC with its offset and milliseconds (2026-12-01T15:46:37.123+00:00)."""
+    return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+
+
+class _JsonLines(JsonFormatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return iso_time(record)
+
+
+class _TextLines(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return iso_time(record)
+
+
+# uvicorn configures these with handlers of its own that print plain text and do not propagate; the server's lines
+# (startup, shutdown, errors, access) go through the platform's handler like every other log line instead.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
 def configure_logging(*, service: str, level: str = "INFO", json_logs: bool = True) -> None:
-    """Route all logs to stdout, as JSON lines (service, correlation_id, event_id) unless json_logs is off."""
+    """Route all logs to stdout, uvicorn's included, as JSON lines (service, correlation_id, event_id) unless
+    json_logs is off."""
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_ContextFilter())
     if json_logs:
-        handler.setFormatter(JsonFormatter(
+        handler.setFormatter(_JsonLines(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s %(event_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             static_fields={"service": service},
         ))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextLines(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_cjrh", False):
@@ -50,6 +72,9 @@ def configure_logging(*, service: str, level: str = "INFO", json_logs: bool = Tr
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    for name in UVICORN_LOGGERS:
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 

@@ -60,6 +60,27 @@ class ServiceSpec:
     on_startup: list[Callable] = field(default_factory=list)
 
 
+class ServedUnder:
+    """ASGI middleware for a service behind a proxy that strips `root_path`: requests look as they did at the proxy.
+
+    It does what `uvicorn --root-path` does (and leaves a path that already carries the prefix as it is), so /docs,
+    the OpenAPI `servers` and mounted assets name URLs under the prefix whatever server runs the app.
+    """
+
+    def __init__(self, app, *, root_path: str) -> None:
+        self.app = app
+        self.root_path = root_path
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Give HTTP and WebSocket scopes the root path, and their path the prefix the proxy removed."""
+        if scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            if not (path == self.root_path or path.startswith(self.root_path + "/")):
+                path = self.root_path + path
+            scope = {**scope, "root_path": self.root_path, "path": path}
+        await self.app(scope, receive, send)
+
+
 class Runtime:
     """The live resources of a running service, kept on `app.state.runtime`."""
 
@@ -260,9 +281,11 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     """The FastAPI app of a service: problem+json errors, offline docs, /healthz, /readyz, /metrics."""
     s = spec.settings
 
+    # Before the server's first line: uvicorn calls the app factory before it logs "Started server process".
+    configure_logging(service=s.service_name, level=s.log_level, json_logs=s.log_json)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        configure_logging(service=s.service_name, level=s.log_level, json_logs=s.log_json)
         runtime = Runtime(spec)
         app.state.runtime = runtime
         await runtime.start()
@@ -287,6 +310,8 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         jwks_url=s.jwks_url,
     )
     install_problem_handlers(app)
+    if s.root_path.rstrip("/"):
+        app.add_middleware(ServedUnder, root_path=s.root_path.rstrip("/"))
     app.add_middleware(
         HttpMiddleware, service=s.service_name, max_body_bytes=s.max_body_bytes,
         write_rate_per_second=s.write_rate_per_second, write_burst=s.write_burst,

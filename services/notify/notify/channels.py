@@ -47,8 +47,10 @@ class EmailChannel:
         """Hand the message to the SMTP server: 'sent' means the server accepted it (250)."""
         try:
             await aiosmtplib.send(
-                self.message(d), hostname=self.s.smtp_host, port=self.s.smtp_port, username=self.s.smtp_username,
-                password=self.s.smtp_password, start_tls=self.s.smtp_starttls, timeout=self.s.send_timeout_seconds,
+                self.message(d), hostname=self.s.smtp_host, port=self.s.smtp_port,
+                # an empty username or password (an unset variable in compose) means no login
+                username=self.s.smtp_username or None, password=self.s.smtp_password or None,
+                start_tls=self.s.smtp_starttls, timeout=self.s.send_timeout_seconds,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]

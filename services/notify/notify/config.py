@@ -62,3 +62,8 @@ class Settings(ServiceSettings):
 
     # webhooks
     webhook_user_agent: str = "cjrh-notify-webhooks/1"
+
+    # Webhooks and the SMS provider are reached through this HTTP proxy when set (NOTIFY_HTTP_PROXY, e.g.
+    # http://egress-proxy.egress:3128): on Kubernetes it is notify's one way out to the internet, where an allow-list
+    # of destinations can be kept (docs/operations.md#notify-egress). Unset: directly.
+    http_proxy: str | None = None

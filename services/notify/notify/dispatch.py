@@ -92,6 +92,11 @@ def wake_after_commit(session: AsyncSession) -> None:
     session.info[NEW_NOTIFICATIONS] = True
 
 
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """The client of the webhook and SMS channels: no redirects followed, through NOTIFY_HTTP_PROXY when set."""
+    return httpx.AsyncClient(follow_redirects=False, proxy=settings.http_proxy or None)
+
+
 def quiet_window(settings: Settings, profile: RecipientProfile | None):
     """The (start, end) quiet hours that apply to a recipient, or None when they switched them off."""
     if profile is not None and not profile.quiet_enabled:
@@ -134,7 +139,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Loop until cancelled: plan, flush digests, recover interrupted sends, send what is due."""
-        self.client = httpx.AsyncClient(follow_redirects=False)
+        self.client = http_client(self.s)
         try:
             failures = 0
             while not self._stopping:
