@@ -13,11 +13,7 @@ REQUIREMENTS = libs/common $(foreach s,$(wildcard services/*/pyproject.toml),$(d
 ROLE ?= office_admin
 INSTITUTION ?=
 
-<<<<<<< HEAD
-.PHONY: help install broker postgres cluster cluster-faults run test test-unit chaos fuzz load bench lint token seed clean
-=======
-.PHONY: help install lock broker run test test-unit chaos fuzz load bench lint token seed clean
->>>>>>> deploy
+.PHONY: help install lock broker postgres cluster cluster-faults run test test-unit chaos fuzz load bench lint token seed clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
