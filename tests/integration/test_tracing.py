@@ -117,3 +117,33 @@ async def test_a_registry_write_is_one_trace_through_matching_and_notify_to_the_
             services = {s.instrumentation_scope.name for s in exporter.get_finished_spans()
                         if trace_id_of(s) == trace}
             assert services == {"cjrh.registry", "cjrh.matching", "cjrh.notify"}
+
+
+async def test_spans_go_to_the_otlp_endpoint_named_by_the_standard_variable(monkeypatch):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from common import tracing
+    from common.config import ServiceSettings
+
+    with HttpReceiver(default=200) as collector:
+        base = collector.url.rsplit("/", 1)[0]
+        for name in ("OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                     "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+        try:
+            assert tracing.configure(ServiceSettings(service_name="registry"))
+            with tracing.span("registry", "a unit of work"):
+                pass
+            await tracing.flush()
+        finally:
+            tracing._provider.shutdown()
+            tracing.use(None)
+        [post] = [r for r in collector.requests if r["path"] == "/v1/traces"]
+    headers = {k.lower(): v for k, v in post["headers"].items()}
+    assert headers["content-type"] == "application/x-protobuf"
+    request = ExportTraceServiceRequest.FromString(post["body"])
+    [resource_spans] = request.resource_spans
+    attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert attributes["service.name"] == "registry"
+    assert [s.name for ss in resource_spans.scope_spans for s in ss.spans] == ["a unit of work"]
