@@ -61,6 +61,7 @@ def test_an_exporter_this_platform_does_not_ship_is_refused_at_startup(otel_env)
 def test_unconfigured_tracing_installs_nothing_and_its_hooks_do_nothing(otel_env):
     assert tracing.configure(ServiceSettings(service_name="registry")) is False
     assert not tracing.enabled and tracing._provider is None
+    assert tracing.describe().startswith("tracing off")
     ev = CloudEvent(id="1", source="s", type="t", time="2026-01-01T00:00:00Z", traceparent=CALLER)
     with tracing.consuming(ev, SimpleNamespace(topic="t", partition=0, offset=1), service="x", group="g") as span:
         assert span is None
@@ -71,6 +72,7 @@ def test_configured_tracing_names_the_service_unless_otel_service_name_does(otel
     otel_env.setenv("OTEL_TRACES_EXPORTER", "console")
     assert tracing.configure(ServiceSettings(service_name="registry")) is True
     assert tracing._provider.resource.attributes["service.name"] == "registry"
+    assert tracing.describe() == "tracing on: console spans as service registry"
     tracing._provider.shutdown()
     tracing.use(None)
     otel_env.setenv("OTEL_SERVICE_NAME", "cjrh-registry-prod")

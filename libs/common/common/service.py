@@ -265,6 +265,7 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_logging(service=s.service_name, level=s.log_level, json_logs=s.log_json)
+        log.info(tracing.describe())
         runtime = Runtime(spec)
         app.state.runtime = runtime
         await runtime.start()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,8 +36,6 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("common.tracing")
-
 EXPORTERS = ("otlp", "console")
 W3C = TraceContextTextMapPropagator()
 TRACE = "trace"  # the key under which notify keeps a stored W3C context in its JSON columns
@@ -46,6 +43,7 @@ TRACE = "trace"  # the key under which notify keeps a stored W3C context in its 
 enabled = False  # read as `tracing.enabled` on the hot paths
 _provider: Any = None  # the SDK's TracerProvider while enabled
 _tracers: dict[str, Tracer] = {}
+_described = ""
 _NOTHING = contextlib.nullcontext()  # stateless: shared by every caller while tracing is off
 
 
@@ -68,6 +66,7 @@ def exporters_for(settings: Any) -> list[str]:
 
 def configure(settings: Any) -> bool:
     """Start tracing for this process if the OTEL_* settings ask for it (the first call decides); True when on."""
+    global _described
     if _provider is not None:
         return True
     names = exporters_for(settings)
@@ -88,14 +87,22 @@ def configure(settings: Any) -> bool:
         else:
             provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     use(provider)
-    log.info("tracing on: %s spans as service %s", "+".join(names), resource.attributes.get(SERVICE_NAME))
+    _described = f"{'+'.join(names)} spans as service {resource.attributes.get(SERVICE_NAME)}"
     return True
+
+
+def describe() -> str:
+    """A line for the service's log at startup: whether tracing is on, and where spans go."""
+    if not enabled:
+        return "tracing off (no OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER)"
+    return f"tracing on: {_described or 'spans to ' + type(_provider).__name__}"
 
 
 def use(provider: Any) -> None:
     """Send spans to this TracerProvider, or switch tracing off with None (tests pass an in-memory exporter's)."""
-    global _provider, enabled
+    global _provider, enabled, _described
     _provider = provider
+    _described = ""
     _tracers.clear()
     enabled = provider is not None
 
