@@ -213,6 +213,9 @@ def envelope(full_type: str, payload_ref: dict) -> dict:
             "datacontenttype": {"type": "string", "const": "application/json"},
             "dataschema": {"type": "string"},
             "correlationid": {"type": "string", "maxLength": 200, "description": "carried end to end for tracing"},
+            "traceparent": {"type": "string", "maxLength": 512, "description": (
+                "CloudEvents distributed-tracing extension: the W3C traceparent of the span that created the event")},
+            "tracestate": {"type": "string", "maxLength": 512, "description": "W3C tracestate, with traceparent"},
             "data": payload_ref,
         },
     }

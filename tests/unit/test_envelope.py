@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
-from cloudevents.v1.conversion import from_json
+from cloudevents.v1.conversion import from_json, to_structured
 from cloudevents.v1.http import CloudEvent as SdkEvent
 from pydantic import BaseModel
 
+from common import tracing
 from common.context import correlation_id_var
 from common.events import CloudEvent, EventContract, MalformedEvent, dead_letter_topic, new_event
+from tests.support.tracing import in_memory_spans, traceparent_of
 
 pytestmark = pytest.mark.unit
 
@@ -53,6 +56,40 @@ def test_a_payload_that_breaks_its_contract_is_malformed():
                     data={"id": "t", "size": "big"})
     with pytest.raises(MalformedEvent, match="size"):
         THING_MADE.parse(ev)
+
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_an_event_built_inside_a_span_carries_its_trace_context_as_the_cloudevents_tracing_extension():
+    caller = {"traceparent": CALLER, "tracestate": "cjrh=portal"}
+    with in_memory_spans() as exporter, tracing.span("demo", "request", carrier=caller) as span:
+        ev = new_event(contract=THING_MADE, payload=Thing(id="t1", size=3), source="//x/demo", type_prefix="cn.a",
+                       subject="t1")
+    [finished] = exporter.get_finished_spans()
+    assert finished.context.trace_id == int(CALLER.split("-")[1], 16)
+    raw = ev.to_bytes()
+    wire = orjson.loads(raw)
+    assert wire["traceparent"] == traceparent_of(span) and wire["tracestate"] == "cjrh=portal"  # top-level attributes
+    assert CloudEvent.from_bytes(raw) == ev
+    sdk = from_json(SdkEvent, raw)
+    assert sdk["traceparent"] == wire["traceparent"] and sdk["tracestate"] == "cjrh=portal"
+    _, body = to_structured(sdk)  # and what the SDK writes back, we read
+    assert CloudEvent.from_bytes(body).traceparent == wire["traceparent"]
+
+
+def test_without_tracing_an_event_has_no_trace_attributes():
+    ev = new_event(contract=THING_MADE, payload=Thing(id="t1", size=3), source="//x/demo", type_prefix="cn.a",
+                   subject="t1")
+    assert "traceparent" not in orjson.loads(ev.to_bytes()) and ev.tracestate is None
+
+
+@pytest.mark.parametrize("value", [42, "", "x" * 513, {"traceparent": CALLER}])
+def test_a_malformed_trace_attribute_is_dropped_and_the_event_still_accepted(value):
+    raw = orjson.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "time": "2026-01-01T00:00:00Z",
+                        "traceparent": value, "tracestate": value, "data": {}})
+    ev = CloudEvent.from_bytes(raw)
+    assert ev.id == "1" and ev.traceparent is None and ev.tracestate is None
 
 
 def test_every_topic_has_a_dead_letter_topic():

@@ -58,6 +58,13 @@ class ServiceSettings(BaseSettings):
     write_rate_per_second: float = _shared("WRITE_RATE_PER_SECOND", 100.0)  # per caller and process; 0 turns it off
     write_burst: int = _shared("WRITE_BURST", 200)
 
+    # OpenTelemetry's standard variables that decide whether this process traces at all (common.tracing); the SDK
+    # reads the others itself (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_*).
+    otel_sdk_disabled: bool = _shared("OTEL_SDK_DISABLED", False)
+    otel_traces_exporter: str = _shared("OTEL_TRACES_EXPORTER", "")
+    otel_exporter_otlp_endpoint: str = _shared("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    otel_exporter_otlp_traces_endpoint: str = _shared("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+
     @model_validator(mode="after")
     def _local_database_by_default(self) -> ServiceSettings:
         """Without a database URL, use the service's own database on the checkout's PostgreSQL (scripts/pg.py)."""

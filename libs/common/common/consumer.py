@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common import tracing
 from common.context import correlation_id_var, event_id_var
 from common.db import is_unavailable
 from common.events import CloudEvent, MalformedEvent, dead_letter_topic
@@ -312,7 +313,8 @@ class EventConsumer:
         tok_c = correlation_id_var.set(ev.correlationid or ev.id)
         tok_e = event_id_var.set(ev.id)
         try:
-            await handler(session, ev)
+            with tracing.consuming(ev, d.msg, service=self.service, group=self.group_id):
+                await handler(session, ev)
         finally:
             correlation_id_var.reset(tok_c)
             event_id_var.reset(tok_e)

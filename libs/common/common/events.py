@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common import tracing
 from common.context import correlation_id_var
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+TRACE_ATTRIBUTE_MAX = 512  # W3C: a traceparent is 55 characters (version 00); tracestate is kept up to 512
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -22,7 +24,8 @@ class MalformedEvent(ValueError):
 
 
 class CloudEvent(BaseModel):
-    """A CloudEvents 1.0 event; `id` is the idempotency key, `correlationid` an extension carried end to end."""
+    """A CloudEvents 1.0 event; `id` is the idempotency key, `correlationid` an extension carried end to end, and
+    `traceparent`/`tracestate` the distributed-tracing extension (the W3C context of the span that created it)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -35,7 +38,15 @@ class CloudEvent(BaseModel):
     datacontenttype: str = "application/json"
     dataschema: str | None = None
     correlationid: str | None = Field(default=None, max_length=200)
+    traceparent: str | None = None
+    tracestate: str | None = None
     data: Any = None
+
+    @field_validator("traceparent", "tracestate", mode="before")
+    @classmethod
+    def _advisory(cls, value: Any) -> str | None:
+        """Trace context is advisory: a malformed value is dropped, never a reason to refuse (dead-letter) an event."""
+        return value if isinstance(value, str) and 0 < len(value) <= TRACE_ATTRIBUTE_MAX else None
 
     def to_bytes(self) -> bytes:
         """Serialise in structured JSON mode."""
@@ -92,7 +103,8 @@ def new_event(
     *, contract: EventContract, payload: BaseModel, source: str, type_prefix: str, subject: str,
     event_id: str | None = None, correlation_id: str | None = None,
 ) -> CloudEvent:
-    """Build a CloudEvent for a contract, carrying the current correlation id unless one is given."""
+    """Build a CloudEvent for a contract, carrying the current correlation id (unless one is given) and the current
+    span's trace context (when tracing is on)."""
     return CloudEvent(
         id=event_id or str(uuid.uuid4()),
         source=source,
@@ -101,6 +113,7 @@ def new_event(
         time=datetime.now(UTC),
         correlationid=correlation_id or correlation_id_var.get() or None,
         data=payload.model_dump(mode="json"),
+        **tracing.current_context(),
     )
 
 

@@ -16,6 +16,7 @@ import orjson
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common import tracing
 from common.context import correlation_id_var, event_id_var
 from common.errors import problem
 from common.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -28,6 +29,7 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = correlation_id_var.get() or None
         record.event_id = event_id_var.get() or None
+        record.trace_id, record.span_id = tracing.log_ids()
         return True
 
 
@@ -52,13 +54,13 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
 def configure_logging(*, service: str, level: str = "INFO", json_logs: bool = True) -> None:
-    """Route all logs to stdout, uvicorn's included, as JSON lines (service, correlation_id, event_id) unless
-    json_logs is off."""
+    """Route all logs to stdout, uvicorn's included, as JSON lines (service, correlation_id, event_id, and
+    trace_id/span_id while a span is active) unless json_logs is off."""
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_ContextFilter())
     if json_logs:
         handler.setFormatter(_JsonLines(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s %(event_id)s",
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s %(event_id)s %(trace_id)s %(span_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             static_fields={"service": service},
         ))

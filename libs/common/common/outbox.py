@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
+from common import tracing
 from common.db import utcnow
 from common.events import CONTENT_TYPE, CloudEvent, EventContract, new_event
 from common.metrics import EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
@@ -289,11 +290,19 @@ class OutboxRelay:
         """Send rows in order and wait for the broker; returns the seqs it acknowledged and the first error. Once one
         event of a key failed, later events of that key are held back too, so that they never overtake it."""
         headers = [("content-type", CONTENT_TYPE.encode())]
+        spans = tracing.publishing(self.service, rows) if tracing.enabled else None
         futures = []
-        for row in rows:
-            futures.append(await self.producer.send(
-                row["topic"], value=row["payload"], key=row["key"].encode(), headers=headers))
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        try:
+            for row in rows:
+                futures.append(await self.producer.send(
+                    row["topic"], value=row["payload"], key=row["key"].encode(), headers=headers))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        except BaseException as exc:
+            if spans:
+                tracing.published(spans, [exc] * len(spans))
+            raise
+        if spans:
+            tracing.published(spans, results)
         done, failed_keys, first_error = set(), set(), None
         published: Counter[str] = Counter()
         for row, res in zip(rows, results):

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Table, delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from common import tracing
 from common.auth import TokenVerifier, security_of
 from common.config import ServiceSettings
 from common.consumer import EventConsumer, Subscription
@@ -280,12 +281,14 @@ GC_THRESHOLDS = (20_000, 20, 20)
 def create_service_app(spec: ServiceSpec) -> FastAPI:
     """The FastAPI app of a service: problem+json errors, offline docs, /healthz, /readyz, /metrics."""
     s = spec.settings
+    tracing.configure(s)  # only if the OTEL_* settings ask for it
 
     # Before the server's first line: uvicorn calls the app factory before it logs "Started server process".
     configure_logging(service=s.service_name, level=s.log_level, json_logs=s.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        log.info(tracing.describe())
         runtime = Runtime(spec)
         app.state.runtime = runtime
         await runtime.start()
@@ -300,6 +303,7 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
             yield
         finally:
             await runtime.stop()
+            await tracing.flush()
             gc.set_threshold(*thresholds)
             gc.unfreeze()  # collectable again: a process that runs several apps in turn (tests, benches) would leak
 
@@ -316,6 +320,8 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         HttpMiddleware, service=s.service_name, max_body_bytes=s.max_body_bytes,
         write_rate_per_second=s.write_rate_per_second, write_burst=s.write_burst,
     )
+    if tracing.enabled:  # outermost, so the request's span covers everything; absent (no cost at all) when off
+        app.add_middleware(tracing.TracingMiddleware, service=s.service_name)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -11,6 +11,7 @@ import aiosmtplib
 import httpx
 import orjson
 
+from common import tracing
 from common.events import CONTENT_TYPE
 from notify.config import Settings
 from notify.domain import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, Outcome, Status, sign, webhook_retryable
@@ -88,6 +89,7 @@ class WebhookChannel:
         if sub is None or not sub.active:
             return Outcome(False, reason="the webhook subscription was removed or deactivated", permanent=True)
         body, headers = self.request_parts(d, sub, int(time.time()))
+        headers.update(tracing.current_context())  # W3C traceparent of this attempt's span, when tracing is on
         try:
             r = await self.client.post(sub.url, content=body, headers=headers, timeout=self.s.send_timeout_seconds)
         except httpx.HTTPError as exc:

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from common import tracing
 from common.outbox import EventStager
 from notify import templates
 from notify.channels import EmailChannel, SmsChannel, WebhookChannel
@@ -84,7 +85,14 @@ async def stage_delivery(session: AsyncSession, stager: EventStager, d: Delivery
     """Publish a delivery's new status on notify.delivery.v1 (through the outbox, in the caller's transaction)."""
     contract = DELIVERY_CONTRACTS.get(d.status)
     if contract is not None:
-        await stager.stage(session, contract, key=d.id, payload=delivery_payload(d))
+        with tracing.resumed(d.payload.get(tracing.TRACE)):  # the event joins the trace of what caused the delivery
+            await stager.stage(session, contract, key=d.id, payload=delivery_payload(d))
+
+
+def delivery_attributes(d: Delivery) -> dict[str, Any]:
+    """What a delivery attempt's span records (never the address or the content: personal data)."""
+    return {"cjrh.delivery.id": d.id, "cjrh.delivery.channel": d.channel, "cjrh.delivery.attempt": d.attempts,
+            "cjrh.event_id": d.event_id, "cjrh.notification.category": d.category}
 
 
 def wake_after_commit(session: AsyncSession) -> None:
@@ -244,6 +252,8 @@ class Dispatcher:
                       profile, msg: templates.Rendered, payload: dict, now: datetime, *,
                       event_id: str | None = None) -> dict[str, Any]:
         due = not_before(self.s, cat, channel, profile, now)
+        if n is not None and n.context.get(tracing.TRACE):
+            payload = {**payload, tracing.TRACE: n.context[tracing.TRACE]}
         reason = None
         if due > now:
             reason = f"held by quiet hours until {due.astimezone(SHANGHAI):%Y-%m-%d %H:%M} Asia/Shanghai"
@@ -334,17 +344,25 @@ class Dispatcher:
 
         async def one(d: Delivery) -> Outcome:
             async with gate:
-                try:
-                    return await asyncio.wait_for(self._send(d, subs), timeout=self.s.send_timeout_seconds + 5)
-                except TimeoutError:
-                    return Outcome(False, reason="send timed out")
-                except Exception as exc:  # an adapter bug must not leave the claim unrecorded
-                    log.exception("delivery %s: send raised", d.id)
-                    return Outcome(False, reason=f"send raised {exc!r}"[:500])
+                with tracing.span(self.s.service_name, f"deliver {d.channel}", carrier=d.payload.get(tracing.TRACE),
+                                  kind=tracing.SpanKind.CLIENT, attributes=delivery_attributes(d)) as span:
+                    outcome = await self._attempt(d, subs)
+                    if not outcome.ok:
+                        tracing.failed(span, outcome.reason)
+                    return outcome
 
         outcomes = await asyncio.gather(*(one(d) for d in claimed))
         await self._record(list(zip(claimed, outcomes)))
         return len(claimed)
+
+    async def _attempt(self, d: Delivery, subs: dict[str, WebhookSubscription]) -> Outcome:
+        try:
+            return await asyncio.wait_for(self._send(d, subs), timeout=self.s.send_timeout_seconds + 5)
+        except TimeoutError:
+            return Outcome(False, reason="send timed out")
+        except Exception as exc:  # an adapter bug must not leave the claim unrecorded
+            log.exception("delivery %s: send raised", d.id)
+            return Outcome(False, reason=f"send raised {exc!r}"[:500])
 
     async def _send(self, d: Delivery, subs: dict[str, WebhookSubscription]) -> Outcome:
         if d.channel == Channel.EMAIL:

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from common import tracing
 from common.db import utcnow
 from common.events import CloudEvent
 from notify import templates
@@ -174,6 +175,9 @@ def queue_notification(session: AsyncSession | Session, clock: Clock, event: Clo
                "event": {"name": name, "type": event.type, "subject": event.subject, "time": event.time.isoformat()}}
     if extra:
         context.update(extra)
+    trace = tracing.current_context()  # the consumer span's: the dispatcher's deliveries continue its trace
+    if trace:
+        context[tracing.TRACE] = dict(trace)
     seen: set[str] = set()
     unique = [r for r in recipients if r and not (r in seen or seen.add(r))]
     pending = Pending(event=event, name=name, recipients=unique, context=context)
