@@ -172,7 +172,12 @@ async def act_on_match(
     match_id: str, action: Literal["accept", "decline", "withdraw", "agree", "start", "complete", "cancel"],
     session: SessionDep, runtime: RuntimeDep, actor: Writer, body: MatchAction | None = None,
 ):
-    """Move a match on: accept/decline (recipient), withdraw (proposer), agree/start/complete/cancel (either side)."""
+    """Move a match on: accept/decline (recipient), withdraw (proposer), agree/start/complete/cancel (either side).
+
+    A repeat of the action that brought the match to its status (accepting an accepted match, also when sent several
+    times at once) answers 200 with the match as it is and publishes nothing; any other action the status does not
+    allow answers 409 naming the allowed ones.
+    """
     outcomes = body.outcomes.model_dump() if body and body.outcomes else None
     return await service.act_on_match(session=session, stager=runtime.stager, match_id=match_id, action=action,
                                       actor=actor, outcomes=outcomes)
