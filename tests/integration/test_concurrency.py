@@ -25,10 +25,10 @@ import matching.main
 import notify.main
 import registry.main
 from events.config import Settings as EventsSettings
-from events.models import Organiser, TeamMember
+from events.models import Organiser, Score, TeamMember
 from matching.config import Settings as MatchingSettings
 from notify.config import Settings as NotifySettings
-from notify.models import Preference
+from notify.models import Delivery, Preference
 from registry.config import Settings as RegistrySettings
 from registry.models import InstitutionRevision
 from services.events.tests.integration.helpers import activity_body, institution_event, member
@@ -235,6 +235,30 @@ async def test_n_members_joining_a_team_with_room_for_k_at_once_let_exactly_k_in
     assert rows == 4
 
 
+async def test_a_judges_score_sent_ten_times_at_once_is_one_score_and_never_a_409(platform, broker):
+    org = await organiser(platform, broker, "并发评分技师学院")
+    act = await open_activity(platform, org, kind="competition", title_zh="并发评分挑战赛")
+    track = (await platform.events.http.post(f"/activities/{act['id']}/tracks", headers=OFFICE, json={
+        "name_zh": "中职组", "team_min": 1, "team_max": 2,
+        "rubric": [{"key": "craft", "label_zh": "工艺", "weight": 100, "max_points": 10}]})).json()
+    captain = member(sub=f"cap-{uuid.uuid4().hex[:6]}")
+    team = (await platform.events.http.post(f"/activities/{act['id']}/teams", headers=captain, json={
+        "track_id": track["id"], "name": "评分队", "institution_id": org})).json()
+    r = await platform.events.http.put(f"/teams/{team['id']}/submission", json={"title": "作品"}, headers=captain)
+    assert r.status_code == 200, r.text
+    judge = f"judge-{uuid.uuid4().hex[:6]}"
+    r = await platform.events.http.post(f"/activities/{act['id']}/tracks/{track['id']}/judges", headers=OFFICE,
+                                        json={"judge_id": judge, "institution_id": None})
+    assert r.status_code == 201, r.text
+    responses = await at_once(platform.events, [platform.events.http.put(
+        f"/teams/{team['id']}/scores/me", json={"points": {"craft": 8}}, headers=auth("judge", sub=judge))
+        for _ in range(TIMES)])
+    assert codes(responses) == [200] * TIMES, [r.text for r in responses]
+    async with platform.events.runtime.sessions() as s:
+        scores = (await s.execute(select(Score).where(Score.team_id == team["id"]))).scalars().all()
+    assert [(x.judge_id, x.points) for x in scores] == [(judge, {"craft": 8})]
+
+
 # ---------------------------------------------------------------------------------------------- events: registrations
 
 
@@ -431,6 +455,22 @@ async def test_patches_of_an_institution_sent_at_once_with_one_if_match_answer_o
     assert [name for name, _ in story] == ["registered", "updated"]
 
 
+async def test_two_institutions_merged_into_each_other_at_once_end_with_one_merge_never_a_cycle(platform, broker):
+    reg = platform.registry
+    a = (await reg.http.post("/institutions", json=enterprise("上海并发合并甲有限公司"), headers=OFFICE)).json()
+    b = (await reg.http.post("/institutions", json=enterprise("上海并发合并乙有限公司"), headers=OFFICE)).json()
+    pairs = [(a, b), (b, a)] * 3
+    responses = await at_once(reg, [reg.http.post(f"/institutions/{x['id']}/merge", json={"successor_id": y["id"]},
+                                                  headers=OFFICE) for x, y in pairs])
+    assert codes(responses) == [200] + [409] * 5, [r.text for r in responses]
+    now = {i["id"]: (await reg.http.get(f"/institutions/{i['id']}", headers=OFFICE)).json() for i in (a, b)}
+    withdrawn = [i for i in now.values() if i["status"] == "withdrawn"]
+    assert len(withdrawn) == 1, "exactly one record is merged away"
+    assert now[withdrawn[0]["successor_id"]]["status"] == "active"
+    story = await published(reg, broker, "registry.institution.v1", withdrawn[0]["id"])
+    assert [name for name, _ in story] == ["registered", "merged"]
+
+
 # ---------------------------------------------------------------------------------------------- notify
 
 
@@ -443,3 +483,18 @@ async def test_the_same_preference_saved_ten_times_at_once_is_one_row_and_never_
     async with platform.notify.runtime.sessions() as s:
         rows = (await s.execute(select(Preference).where(Preference.recipient == who))).scalars().all()
     assert [(p.category, p.channel, p.enabled) for p in rows] == [("progress", "email", False)]
+
+
+async def test_the_same_sms_receipt_ten_times_at_once_is_applied_once_and_published_once(platform, broker):
+    biz_id = f"biz-{uuid.uuid4().hex[:8]}"
+    async with platform.notify.runtime.sessions() as s, s.begin():
+        sent = Delivery(event_id=str(uuid.uuid4()), recipient="someone", channel="sms", category="offer",
+                        address="13800000000", status="sent", provider_id=biz_id, attempts=1)
+        s.add(sent)
+    responses = await at_once(platform.notify, [platform.notify.http.post(
+        "/deliveries/sms-receipts", json={"biz_id": biz_id, "success": True}, headers=auth("integration"))
+        for _ in range(TIMES)])
+    assert codes(responses) == [200] * TIMES, [r.text for r in responses]
+    assert {(r.json()["status"], r.json()["version"]) for r in responses} == {("delivered", sent.version + 1)}
+    story = await published(platform.notify, broker, "notify.delivery.v1", sent.id)
+    assert [name for name, _ in story] == ["delivered"]

@@ -328,7 +328,8 @@ async def score(
     if not actor.has(Role.JUDGE):
         raise Forbidden("only judges score")
     async with session.begin():
-        team = await session.get(Team, team_id)
+        # locked: a judge's score sent twice at once is one score, the later one's points (never a 409)
+        team = await session.get(Team, team_id, with_for_update={"key_share": True})
         if team is None:
             raise NotFound(f"no team with id {team_id}")
         ja = (await session.execute(select(JudgeAssignment).where(

@@ -369,10 +369,15 @@ async def merge_institutions(
     if institution_id == successor_id:
         raise Unprocessable("an institution cannot be merged into itself")
     async with session.begin():
-        inst = await get_institution(session=session, institution_id=institution_id, for_update=True)
+        # Both rows locked, in id order (two merges naming the same pair either way round cannot deadlock): a
+        # successor being merged away at the same instant is seen withdrawn here, or finds this record pointing at it.
+        locked = {i.id: i for i in (await session.execute(
+            select(Institution).where(Institution.id.in_([institution_id, successor_id]))
+            .order_by(Institution.id).with_for_update())).scalars()}
+        inst = locked.get(institution_id) or await get_institution(session=session, institution_id=institution_id)
         if if_match is not None:
             check_if_match(if_match, inst.version)
-        successor = await get_institution(session=session, institution_id=successor_id)
+        successor = locked.get(successor_id) or await get_institution(session=session, institution_id=successor_id)
         if inst.status == InstitutionStatus.WITHDRAWN:
             raise Conflict(f"{inst.name_zh} is already withdrawn (successor {inst.successor_id})",
                            successor_id=inst.successor_id)
