@@ -164,6 +164,9 @@ async def join_team(
         domain.registration_open_for(act.status)
         domain.check_represents(member_institution=actor.institution_id, represented=team.institution_id)
         track = await session.get(Track, team.track_id)
+        if (await session.execute(select(TeamMember.id).where(
+                TeamMember.team_id == team.id, TeamMember.member_id == actor.sub))).first() is not None:
+            return team  # a repeat: already in this team (the team's lock makes a simultaneous twin wait for it)
         await _not_in_a_team(session, act.id, actor.sub)
         members = (await session.execute(select(func.count()).select_from(TeamMember).where(
             TeamMember.team_id == team.id))).scalar_one()

@@ -132,7 +132,11 @@ async def update_opportunity(opportunity_id: str, body: OpportunityUpdate, sessi
 @opportunities.post("/{opportunity_id}/{action}", response_model=OpportunityPublic)
 async def transition_opportunity(opportunity_id: str, action: Literal["open", "close"], session: SessionDep,
                                  runtime: RuntimeDep, actor: Writer) -> OpportunityPublic:
-    """Open a draft, or close an opportunity; a refused transition is 409 naming the allowed ones."""
+    """Open a draft, or close an opportunity; a refused transition is 409 naming the allowed ones.
+
+    Simultaneous transitions take turns on the opportunity's row lock: the first is applied and published, a repeat
+    (closing a closed opportunity) answers 409.
+    """
     opp = await service.transition_opportunity(session=session, stager=runtime.stager,
                                                opportunity_id=opportunity_id, action=OpportunityAction(action),
                                                actor=actor)
@@ -234,7 +238,10 @@ async def get_round(round_id: str, session: SessionDep, viewer: OptionalPrincipa
 
 @rounds.post("/{round_id}/run", response_model=PlacementRoundPublic)
 async def run_round(round_id: str, session: SessionDep, runtime: RuntimeDep, actor: Office) -> dict:
-    """Solve the round (applicant-proposing deferred acceptance) and publish every participant's result."""
+    """Solve the round (applicant-proposing deferred acceptance) and publish every participant's result.
+
+    A round runs once: a repeat (also several at once) answers 409 and publishes nothing.
+    """
     return round_public(await service.run_round(session=session, stager=runtime.stager, round_id=round_id), actor)
 
 

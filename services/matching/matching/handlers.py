@@ -147,7 +147,8 @@ def make_talent_demand_handler(stager: EventStager) -> Handler:
             InstitutionView.uscc == data.employer_uscc,
             or_(InstitutionView.successor_id.is_(None), InstitutionView.successor_id == "")))).scalars().first()
         opp_id = str(uuid.uuid5(MUNICIPAL_NAMESPACE, data.external_id))
-        opp = await session.get(Opportunity, opp_id)
+        # locked: the office may be closing it (or a match filling it) at this instant; neither change is lost
+        opp = await session.get(Opportunity, opp_id, with_for_update={"key_share": True})
         now = utcnow()
         fields = dict(
             title_zh=data.title, description_zh="", skills=data.skills, industries=[data.industry],
