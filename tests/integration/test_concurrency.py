@@ -466,18 +466,23 @@ async def test_patches_of_an_institution_sent_at_once_with_one_if_match_answer_o
 
 async def test_two_institutions_merged_into_each_other_at_once_end_with_one_merge_never_a_cycle(platform, broker):
     reg = platform.registry
-    a = (await reg.http.post("/institutions", json=enterprise("上海并发合并甲有限公司"), headers=OFFICE)).json()
-    b = (await reg.http.post("/institutions", json=enterprise("上海并发合并乙有限公司"), headers=OFFICE)).json()
-    pairs = [(a, b), (b, a)] * 3
+    pairs = []
+    for n in range(3):
+        a = (await reg.http.post("/institutions", json=enterprise(f"上海并发合并{n}甲有限公司"), headers=OFFICE)).json()
+        b = (await reg.http.post("/institutions", json=enterprise(f"上海并发合并{n}乙有限公司"), headers=OFFICE)).json()
+        pairs.append((a, b))
+    calls = [(x, y) for a, b in pairs for x, y in ((a, b), (b, a)) * 2]
     responses = await at_once(reg, [reg.http.post(f"/institutions/{x['id']}/merge", json={"successor_id": y["id"]},
-                                                  headers=OFFICE) for x, y in pairs])
-    assert codes(responses) == [200] + [409] * 5, [r.text for r in responses]
-    now = {i["id"]: (await reg.http.get(f"/institutions/{i['id']}", headers=OFFICE)).json() for i in (a, b)}
-    withdrawn = [i for i in now.values() if i["status"] == "withdrawn"]
-    assert len(withdrawn) == 1, "exactly one record is merged away"
-    assert now[withdrawn[0]["successor_id"]]["status"] == "active"
-    story = await published(reg, broker, "registry.institution.v1", withdrawn[0]["id"])
-    assert [name for name, _ in story] == ["registered", "merged"]
+                                                  headers=OFFICE) for x, y in calls])
+    for n, (a, b) in enumerate(pairs):
+        mine = responses[4 * n:4 * n + 4]
+        assert codes(mine) == [200, 409, 409, 409], [r.text for r in mine]
+        now = {i["id"]: (await reg.http.get(f"/institutions/{i['id']}", headers=OFFICE)).json() for i in (a, b)}
+        withdrawn = [i for i in now.values() if i["status"] == "withdrawn"]
+        assert len(withdrawn) == 1, "exactly one record of the pair is merged away"
+        assert now[withdrawn[0]["successor_id"]]["status"] == "active"
+        story = await published(reg, broker, "registry.institution.v1", withdrawn[0]["id"])
+        assert [name for name, _ in story] == ["registered", "merged"]
 
 
 # ---------------------------------------------------------------------------------------------- notify
