@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 
 from common.errors import InvalidTransition, install_problem_handlers
 from common.observability import HttpMiddleware
@@ -15,6 +16,14 @@ pytestmark = pytest.mark.unit
 
 class Body(BaseModel):
     name: str = Field(min_length=2)
+
+
+class _Driver(Exception):
+    """A driver error carrying its SQLSTATE, as asyncpg's do."""
+
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 def make_app() -> FastAPI:
@@ -33,6 +42,10 @@ def make_app() -> FastAPI:
     @app.get("/boom")
     async def boom():
         raise RuntimeError("secret internals")
+
+    @app.post("/deadlock")
+    async def deadlock():
+        raise DBAPIError("UPDATE ...", {}, _Driver("deadlock detected", "40P01"))
 
     return app
 
@@ -119,3 +132,9 @@ async def test_a_caller_writing_too_fast_gets_429_with_retry_after_and_others_ar
         assert int(r.headers["retry-after"]) >= 1 and "retry" in body["detail"]
         assert (await c.post("/things", json={"name": "ok"}, headers=calm)).status_code == 200
         assert (await c.get("/nowhere", headers=fast)).status_code == 404, "reads are not limited"
+
+
+async def test_a_deadlock_the_database_broke_is_a_409_to_retry_not_a_500(client):
+    r = await client.post("/deadlock")
+    body = is_problem(r, 409)
+    assert "simultaneous change" in body["detail"] and r.headers["Retry-After"] == "1"

@@ -147,6 +147,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.info("database refused a value: %r", exc)
             return problem(422, "a value does not fit its field (too long or out of range)", slug="unprocessable",
                            title="Unprocessable content", instance=request.url.path)
+        if state in ("40001", "40P01"):  # serialization failure, deadlock: a simultaneous change won
+            log.info("transaction rolled back by the database: %r", exc)
+            return problem(409, "a simultaneous change to the same records won; read them again and retry",
+                           slug="conflict", title="Conflict", headers={"Retry-After": "1"},
+                           instance=request.url.path)
         if isinstance(exc, IntegrityError) or state.startswith("23"):
             log.info("integrity error: %r", exc)
             return problem(409, "the change conflicts with existing data (a duplicate or a missing reference)",

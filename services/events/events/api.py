@@ -131,7 +131,11 @@ async def transition_activity(
     activity_id: str, body: TransitionRequest, session: SessionDep, runtime: RuntimeDep, actor: Organising,
     response: Response, if_match: Annotated[str | None, Header()] = None,
 ):
-    """Move an activity along its lifecycle (409 names the allowed transitions); cancelling tells every registrant."""
+    """Move an activity along its lifecycle (409 names the allowed transitions); cancelling tells every registrant.
+
+    Simultaneous transitions take turns on the activity's row lock: each is judged against the status the one before
+    left, so a repeat answers 409; with If-Match, every request naming a version that has moved on answers 412.
+    """
     act = await service.transition_activity(
         session=session, stager=runtime.stager, activity_id=activity_id, target=body.status, actor=actor,
         reason=body.reason, if_match=if_match_version(if_match))
@@ -253,7 +257,11 @@ async def get_registration(registration_id: str, session: SessionDep, actor: Cur
 @router.post("/registrations/{registration_id}/withdraw", response_model=RegistrationPublic, tags=["registrations"])
 async def withdraw(registration_id: str, session: SessionDep, runtime: RuntimeDep, actor: CurrentPrincipal,
                    clock: ClockDep):
-    """Withdraw (or decline an offer); the seat is offered to the next on the waitlist."""
+    """Withdraw (or decline an offer); the seat is offered to the next on the waitlist.
+
+    A repeat (the registration is already withdrawn, also when sent several times at once) answers 200 with the
+    withdrawn registration and publishes nothing; withdrawing an expired or cancelled registration answers 409.
+    """
     reg = await service.withdraw(session=session, stager=runtime.stager, registration_id=registration_id,
                                  actor=actor, now=clock.now(), ttl_seconds=offer_ttl(runtime))
     return await present_registration(session, reg, actor)
@@ -262,7 +270,11 @@ async def withdraw(registration_id: str, session: SessionDep, runtime: RuntimeDe
 @router.post("/registrations/{registration_id}/accept", response_model=RegistrationPublic, tags=["registrations"])
 async def accept_offer(registration_id: str, session: SessionDep, runtime: RuntimeDep, actor: CurrentPrincipal,
                        clock: ClockDep):
-    """Accept a waitlist offer before it lapses."""
+    """Accept a waitlist offer before it lapses.
+
+    A repeat (the registration is already confirmed, also when sent several times at once) answers 200 with the
+    confirmed registration and publishes nothing; a lapsed offer answers 409.
+    """
     reg = await service.accept_offer(session=session, stager=runtime.stager, registration_id=registration_id,
                                      actor=actor, now=clock.now(), ttl_seconds=offer_ttl(runtime))
     return await present_registration(session, reg, actor)
@@ -296,7 +308,11 @@ async def list_checkin_lists(activity_id: str, session: SessionDep, actor: Organ
 @router.post("/checkin-lists/{list_id}/checkins", response_model=CheckinResult, tags=["check-in"])
 async def check_in(list_id: str, body: CheckinRequest, session: SessionDep, runtime: RuntimeDep, actor: Organising,
                    clock: ClockDep):
-    """Scan a registrant's token on a list; a second scan answers `already: true`."""
+    """Scan a registrant's token on a list.
+
+    A repeat scan on the same list (also several at once) answers 200 with `already: true` and the first scan's
+    time, and publishes nothing.
+    """
     reg, ck, already = await service.check_in(session=session, stager=runtime.stager, list_id=list_id,
                                               token=body.token, actor=actor, now=clock.now())
     return CheckinResult(registration_id=reg.id, display_name=reg.display_name, list_id=list_id, already=already,

@@ -80,7 +80,11 @@ async def list_teams(activity_id: str, session: SessionDep, viewer: OptionalPrin
 
 @router.post("/teams/join", response_model=TeamPublic)
 async def join_team(body: TeamJoin, session: SessionDep, actor: CurrentPrincipal):
-    """Join a team with its join code (within the track's size cap)."""
+    """Join a team with its join code (within the track's size cap).
+
+    A full team answers 409 (of N members joining at once where k places are left, k join); joining a team one is
+    already in answers 200 with the team; being in another team of the competition answers 409.
+    """
     team = await competitions.join_team(session=session, join_code=body.join_code, actor=actor,
                                         display_name=body.display_name)
     return await present_team(session, team, inside=True)
@@ -131,7 +135,10 @@ async def judging_view(activity_id: str, session: SessionDep, actor: Judging):
 
 @router.put("/teams/{team_id}/scores/me", response_model=ScorePublic)
 async def score(team_id: str, body: ScoreCreate, session: SessionDep, actor: Judging, clock: ClockDep):
-    """Score a team on its track's rubric (a conflict of interest is refused with 403)."""
+    """Score a team on its track's rubric (a conflict of interest is refused with 403).
+
+    A judge has one score per team: sending it again (also several at once) answers 200 with the latest points.
+    """
     return await competitions.score(session=session, team_id=team_id, points=body.points, actor=actor,
                                     now=clock.now())
 

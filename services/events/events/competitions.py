@@ -117,7 +117,7 @@ async def create_team(
         raise Forbidden("teams are formed by members (students or employees) for themselves")
     async with session.begin():
         act = await get_activity(session=session, activity_id=activity_id, viewer=actor)
-        comp = await _competition(session, act)
+        comp = await _competition(session, act, lock=True)  # its version is bumped below: no lost update
         domain.registration_open_for(act.status)
         track = await session.get(Track, data.track_id)
         if track is None or track.activity_id != act.id:
@@ -164,6 +164,9 @@ async def join_team(
         domain.registration_open_for(act.status)
         domain.check_represents(member_institution=actor.institution_id, represented=team.institution_id)
         track = await session.get(Track, team.track_id)
+        if (await session.execute(select(TeamMember.id).where(
+                TeamMember.team_id == team.id, TeamMember.member_id == actor.sub))).first() is not None:
+            return team  # a repeat: already in this team (the team's lock makes a simultaneous twin wait for it)
         await _not_in_a_team(session, act.id, actor.sub)
         members = (await session.execute(select(func.count()).select_from(TeamMember).where(
             TeamMember.team_id == team.id))).scalar_one()
@@ -210,7 +213,9 @@ async def submit(
         if team is None or actor.sub not in {m.member_id for m in members}:
             raise NotFound(f"no team with id {team_id} of yours")
         act = await session.get(Activity, team.activity_id)
-        comp = await _competition(session, act)
+        # locked: a simultaneous second submission of the team waits and replaces this one (not a duplicate), and
+        # publishing the results cannot slip in between the check below and the write
+        comp = await _competition(session, act, lock=True)
         if act.status not in SUBMITTING or comp.status == PUBLISHED:
             raise Conflict(f"submissions are closed (the competition is {act.status}, results {comp.status})")
         reg = await session.get(Registration, team.registration_id)
@@ -261,7 +266,8 @@ async def assign_judge(
     async with session.begin():
         act = await managed_activity(session=session, activity_id=activity_id, actor=actor)
         await _competition(session, act)
-        track = await session.get(Track, track_id)
+        # locked: the same judge assigned twice at once is one assignment, updated by the second
+        track = await session.get(Track, track_id, with_for_update=True)
         if track is None or track.activity_id != act.id:
             raise NotFound(f"competition {act.id} has no track {track_id}")
         if data.institution_id and await session.get(Organiser, data.institution_id) is None:
@@ -325,7 +331,8 @@ async def score(
     if not actor.has(Role.JUDGE):
         raise Forbidden("only judges score")
     async with session.begin():
-        team = await session.get(Team, team_id)
+        # locked: a judge's score sent twice at once is one score, the later one's points (never a 409)
+        team = await session.get(Team, team_id, with_for_update={"key_share": True})
         if team is None:
             raise NotFound(f"no team with id {team_id}")
         ja = (await session.execute(select(JudgeAssignment).where(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from common.errors import Forbidden, InvalidTransition, Unprocessable
+from common.errors import Conflict, Forbidden, InvalidTransition, Unprocessable
 
 
 class ActivityKind(StrEnum):
@@ -176,9 +176,10 @@ def check_represents(*, member_institution: str | None, represented: str | None,
 
 
 def check_team_size(*, members: int, team_max: int) -> None:
-    """Raise when a team would exceed its track's size cap."""
+    """Raise when a team would exceed its track's size cap (409: the request is sound, the team's state refuses it;
+    of N members joining at once where k places are left, k join and the others get this)."""
     if members > team_max:
-        raise Unprocessable(f"the team is full: the track allows at most {team_max} members", team_max=team_max)
+        raise Conflict(f"the team is full: the track allows at most {team_max} members", team_max=team_max)
 
 
 def check_team_complete(*, members: int, team_min: int) -> None:

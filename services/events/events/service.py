@@ -63,8 +63,8 @@ async def managed_activity(*, session: AsyncSession, activity_id: str, actor: Pr
                            lock: bool = False) -> Activity:
     """An activity the actor manages (404 if invisible, 403 if visible but not theirs)."""
     stmt = select(Activity).where(Activity.id == activity_id)
-    if lock:
-        stmt = stmt.with_for_update()
+    if lock:  # the lock an UPDATE of the row takes: sessions referencing the activity can still be inserted
+        stmt = stmt.with_for_update(key_share=True)
     act = (await session.execute(stmt)).scalar_one_or_none()
     if act is None or (act.status == ActivityStatus.DRAFT and not can_manage(act, actor)):
         raise NotFound(f"no activity with id {activity_id}")
@@ -167,7 +167,8 @@ async def add_session(
 ) -> ActivitySession:
     """Add a session (with its own capacity pool) to an activity that has not started."""
     async with session.begin():
-        act = await managed_activity(session=session, activity_id=activity_id, actor=actor)
+        # locked: the new pool opens with the activity's status, which a simultaneous transition may be changing
+        act = await managed_activity(session=session, activity_id=activity_id, actor=actor, lock=True)
         if act.status not in (ActivityStatus.DRAFT, ActivityStatus.PUBLISHED, ActivityStatus.REGISTRATION_OPEN):
             raise Conflict(f"sessions can no longer be added (the activity is {act.status})")
         if data.starts_at < act.starts_at or data.ends_at > act.ends_at:
@@ -572,6 +573,8 @@ async def withdraw(
     """Withdraw (or decline an offer); a freed seat goes to the next person on the waitlist."""
     async with session.begin():
         reg, act, pool = await _locked_registration(session, registration_id, actor, manager_ok=True)
+        if reg.status == R.WITHDRAWN:
+            return reg  # a repeat (or a twin that waited for the lock): the final state, nothing published again
         if not domain.withdrawable(reg.status):
             raise InvalidTransition(f"a {reg.status} registration cannot be withdrawn", current=reg.status, allowed=[])
         if act.status in (ActivityStatus.FINISHED, ActivityStatus.ARCHIVED):
@@ -595,6 +598,8 @@ async def accept_offer(
     """Take up an offered seat before it lapses (the registrant only)."""
     async with session.begin():
         reg, act, pool = await _locked_registration(session, registration_id, actor, manager_ok=False)
+        if reg.status == R.CONFIRMED:
+            return reg  # a repeat (or a twin that waited for the lock): the final state, nothing published again
         if reg.status != R.OFFERED:
             raise InvalidTransition(f"only an offered registration can be accepted (this one is {reg.status})",
                                     current=reg.status, allowed=[])
@@ -649,7 +654,9 @@ async def change_capacity(
 ) -> Pool:
     """Change a pool's capacity (never below the seats already held); extra room goes to the waitlist."""
     async with session.begin():
-        act = await managed_activity(session=session, activity_id=activity_id, actor=actor)
+        # The activity's lock before the pool's, the order transitions take them in (no deadlock), and its version
+        # is bumped below without losing a simultaneous transition's.
+        act = await managed_activity(session=session, activity_id=activity_id, actor=actor, lock=True)
         pool = await lock_pool(session, session_id or act.id)
         if pool.activity_id != act.id:
             raise NotFound(f"activity {act.id} has no session {session_id}")
@@ -669,7 +676,7 @@ async def change_capacity(
 async def set_consent(*, session: AsyncSession, registration_id: str, actor: Principal, consent: bool) -> Registration:
     """The registrant gives or withdraws consent to the public participant list."""
     async with session.begin():
-        reg = await session.get(Registration, registration_id)
+        reg = await session.get(Registration, registration_id, with_for_update=True)
         if reg is None or not owns(reg, actor):
             raise NotFound(f"no registration with id {registration_id}")
         reg.public_consent = consent
@@ -753,8 +760,10 @@ async def check_in(
         act = await managed_activity(session=session, activity_id=lst.activity_id, actor=actor)
         if act.status not in CHECKIN_STATUSES:
             raise Conflict(f"check-in is closed (the activity is {act.status})")
-        reg = (await session.execute(select(Registration).where(Registration.checkin_token == token)))\
-            .scalar_one_or_none()
+        # The registration's row lock makes simultaneous scans of one badge take turns: the first checks in, the
+        # others find its check-in and answer `already` (no second event).
+        reg = (await session.execute(select(Registration).where(Registration.checkin_token == token)
+                                     .with_for_update())).scalar_one_or_none()
         if reg is None or reg.activity_id != act.id:
             raise NotFound("this token belongs to no registration of this activity")
         if reg.status != R.CONFIRMED:

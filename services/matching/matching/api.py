@@ -132,7 +132,11 @@ async def update_opportunity(opportunity_id: str, body: OpportunityUpdate, sessi
 @opportunities.post("/{opportunity_id}/{action}", response_model=OpportunityPublic)
 async def transition_opportunity(opportunity_id: str, action: Literal["open", "close"], session: SessionDep,
                                  runtime: RuntimeDep, actor: Writer) -> OpportunityPublic:
-    """Open a draft, or close an opportunity; a refused transition is 409 naming the allowed ones."""
+    """Open a draft, or close an opportunity; a refused transition is 409 naming the allowed ones.
+
+    Simultaneous transitions take turns on the opportunity's row lock: the first is applied and published, a repeat
+    (closing a closed opportunity) answers 409.
+    """
     opp = await service.transition_opportunity(session=session, stager=runtime.stager,
                                                opportunity_id=opportunity_id, action=OpportunityAction(action),
                                                actor=actor)
@@ -172,7 +176,12 @@ async def act_on_match(
     match_id: str, action: Literal["accept", "decline", "withdraw", "agree", "start", "complete", "cancel"],
     session: SessionDep, runtime: RuntimeDep, actor: Writer, body: MatchAction | None = None,
 ):
-    """Move a match on: accept/decline (recipient), withdraw (proposer), agree/start/complete/cancel (either side)."""
+    """Move a match on: accept/decline (recipient), withdraw (proposer), agree/start/complete/cancel (either side).
+
+    A repeat of the action that brought the match to its status (accepting an accepted match, also when sent several
+    times at once) answers 200 with the match as it is and publishes nothing; any other action the status does not
+    allow answers 409 naming the allowed ones.
+    """
     outcomes = body.outcomes.model_dump() if body and body.outcomes else None
     return await service.act_on_match(session=session, stager=runtime.stager, match_id=match_id, action=action,
                                       actor=actor, outcomes=outcomes)
@@ -229,7 +238,10 @@ async def get_round(round_id: str, session: SessionDep, viewer: OptionalPrincipa
 
 @rounds.post("/{round_id}/run", response_model=PlacementRoundPublic)
 async def run_round(round_id: str, session: SessionDep, runtime: RuntimeDep, actor: Office) -> dict:
-    """Solve the round (applicant-proposing deferred acceptance) and publish every participant's result."""
+    """Solve the round (applicant-proposing deferred acceptance) and publish every participant's result.
+
+    A round runs once: a repeat (also several at once) answers 409 and publishes nothing.
+    """
     return round_public(await service.run_round(session=session, stager=runtime.stager, round_id=round_id), actor)
 
 

@@ -173,6 +173,13 @@ def match_next(status: str, action: str, *, side: Side) -> MatchStatus:
     return nxt
 
 
+def match_repeated(status: str, action: str, *, side: Side) -> bool:
+    """Whether `action` by `side` is a repeat: the match is already in the status that action leads to (accepting
+    an accepted match), so it answers the final state instead of 409 and publishes nothing."""
+    results = {(nxt, who) for (_, a), (nxt, who) in MATCH_TRANSITIONS.items() if a == action}
+    return any(nxt == status and (who is Side.EITHER or side in (who, Side.SYSTEM)) for nxt, who in results)
+
+
 def expiry_time(*, proposed_at: datetime, ttl: timedelta, opportunity_deadline: datetime | None) -> datetime:
     """A proposal expires after its time-to-live, and never later than the opportunity's deadline."""
     expires = proposed_at + ttl

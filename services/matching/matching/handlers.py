@@ -90,15 +90,18 @@ async def _upsert_institution(session: AsyncSession, fields: dict) -> bool:
 
 async def _follow_successor(session: AsyncSession, stager: EventStager, old: str, new: str) -> None:
     """Opportunities and live matches of a merged institution carry on under its successor."""
-    opps = list((await session.execute(select(Opportunity).where(Opportunity.institution_id == old))).scalars())
+    # Matches before opportunities, the order a match's action locks them in (no deadlock); the opportunities under
+    # their row locks, so a simultaneous transition's version is not lost (nor two events given one version).
+    await session.execute(update(Match).where(Match.from_institution_id == old).values(from_institution_id=new))
+    await session.execute(update(Match).where(Match.to_institution_id == old).values(to_institution_id=new))
+    opps = list((await session.execute(select(Opportunity).where(Opportunity.institution_id == old)
+                                       .order_by(Opportunity.id).with_for_update(key_share=True))).scalars())
     for opp in opps:
         opp.institution_id = new
         opp.version += 1
         opp.updated_at = utcnow()
         if opp.status in (OpportunityStatus.OPEN, OpportunityStatus.MATCHED):
             await stager.stage(session, OpportunityUpdated, key=opp.id, payload=opportunity_payload(opp))
-    await session.execute(update(Match).where(Match.from_institution_id == old).values(from_institution_id=new))
-    await session.execute(update(Match).where(Match.to_institution_id == old).values(to_institution_id=new))
 
 
 async def _is_certified(session: AsyncSession, institution_id: str) -> bool:
@@ -142,7 +145,8 @@ def make_talent_demand_handler(stager: EventStager) -> Handler:
             InstitutionView.uscc == data.employer_uscc,
             or_(InstitutionView.successor_id.is_(None), InstitutionView.successor_id == "")))).scalars().first()
         opp_id = str(uuid.uuid5(MUNICIPAL_NAMESPACE, data.external_id))
-        opp = await session.get(Opportunity, opp_id)
+        # locked: the office may be closing it (or a match filling it) at this instant; neither change is lost
+        opp = await session.get(Opportunity, opp_id, with_for_update={"key_share": True})
         now = utcnow()
         fields = dict(
             title_zh=data.title, description_zh="", skills=data.skills, industries=[data.industry],

@@ -47,6 +47,7 @@ from matching.domain import (
     expiry_time,
     is_past_deadline,
     match_next,
+    match_repeated,
     opportunity_next,
     resolve_successor,
 )
@@ -69,9 +70,9 @@ def opportunity_payload(opp: Opportunity) -> OpportunityPayload:
     return OpportunityPayload.model_validate(opp, from_attributes=True)
 
 
-async def get_opportunity(*, session: AsyncSession, opportunity_id: str) -> Opportunity:
-    """One opportunity, or 404."""
-    opp = await session.get(Opportunity, opportunity_id)
+async def get_opportunity(*, session: AsyncSession, opportunity_id: str, lock: bool = False) -> Opportunity:
+    """One opportunity, or 404; with `lock`, under its row lock until the transaction ends."""
+    opp = await session.get(Opportunity, opportunity_id, with_for_update={"key_share": True} if lock else None)
     if opp is None:
         raise NotFound(f"no opportunity {opportunity_id}")
     return opp
@@ -118,7 +119,7 @@ async def update_opportunity(
 ) -> Opportunity:
     """Edit a draft or open opportunity; an open one announces the change."""
     async with session.begin():
-        opp = await get_opportunity(session=session, opportunity_id=opportunity_id)
+        opp = await get_opportunity(session=session, opportunity_id=opportunity_id, lock=True)
         _require_acts_for(actor, opp.institution_id, "edit this opportunity")
         opportunity_next(opp.status, OpportunityAction.EDIT)
         changes = data.model_dump(exclude_unset=True)
@@ -141,7 +142,7 @@ async def transition_opportunity(
 ) -> Opportunity:
     """Open or close an opportunity (the state machine decides what is allowed)."""
     async with session.begin():
-        opp = await get_opportunity(session=session, opportunity_id=opportunity_id)
+        opp = await get_opportunity(session=session, opportunity_id=opportunity_id, lock=True)
         _require_acts_for(actor, opp.institution_id, f"{action.value} this opportunity")
         if action == OpportunityAction.OPEN:
             await _open(session, stager, opp)
@@ -301,8 +302,8 @@ async def _stage_match(session: AsyncSession, stager: EventStager, m: Match, opp
     await stager.stage(session, MATCH_EVENTS[m.status], key=m.id, payload=match_payload(m, opp.title_zh))
 
 
-async def _known_institution(session: AsyncSession, institution_id: str) -> InstitutionView:
-    view = await session.get(InstitutionView, institution_id)
+async def _known_institution(session: AsyncSession, institution_id: str, *, lock: bool = False) -> InstitutionView:
+    view = await session.get(InstitutionView, institution_id, with_for_update={"key_share": True} if lock else None)
     if view is None:
         raise Unprocessable(f"matching knows no institution {institution_id} (yet)", field="institution")
     if view.successor_id:
@@ -337,7 +338,9 @@ async def propose_match(
             raise Unprocessable("an institution cannot propose to itself")
         if opp.institution_id not in (from_id, to_id):
             raise Unprocessable("one side of a match must be the opportunity's institution")
-        await _known_institution(session, from_id)
+        # The proposer's row lock makes its simultaneous proposals take turns: the pending cap and the duplicate
+        # check below count committed rows, so neither is passed by proposals sent at the same instant.
+        await _known_institution(session, from_id, lock=True)
         await _known_institution(session, to_id)
         if data.offer_id is not None:
             offer = await get_opportunity(session=session, opportunity_id=data.offer_id)
@@ -428,7 +431,11 @@ async def act_on_match(
         if m is None:
             raise NotFound(f"no match {match_id}")
         side = _side(actor, m)
-        opp = await get_opportunity(session=session, opportunity_id=m.opportunity_id)
+        if match_repeated(m.status, action, side=side):
+            return m  # a repeat (or a twin that waited for the lock): the final state, nothing published again
+        # The opportunity's lock (after the match's, never before): accepting, cancelling and closing it take turns,
+        # so its fill is counted on committed rows and announced once.
+        opp = await get_opportunity(session=session, opportunity_id=m.opportunity_id, lock=True)
         now = utcnow()
         if m.status == MatchStatus.PROPOSED and m.expires_at is not None and m.expires_at <= now:
             await _expire_match(session, stager, m, opp, now)

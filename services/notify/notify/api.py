@@ -190,7 +190,11 @@ async def replay_delivery(delivery_id: str, session: SessionDep, runtime: Runtim
 
 @deliveries.post("/sms-receipts", response_model=DeliveryPublic)
 async def sms_receipt(body: SmsReceipt, session: SessionDep, runtime: RuntimeDep, actor: ReceiptSender):
-    """The SMS provider's delivery receipt (integration accounts): delivered, or dead with the carrier's code."""
+    """The SMS provider's delivery receipt (integration accounts): delivered, or dead with the carrier's code.
+
+    The same receipt again (providers resend them; also several at once) answers 200 with the delivery as it is and
+    publishes nothing; a receipt contradicting the one applied answers 409.
+    """
     d = await service.record_sms_receipt(session=session, stager=runtime.stager, biz_id=body.biz_id,
                                          success=body.success, err_code=body.err_code)
     return _delivery(d, actor)

@@ -7,6 +7,7 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal, Role
@@ -162,13 +163,11 @@ async def set_preference(
         check_preference(category, channel, enabled)
     except PreferenceRefused as exc:
         raise Unprocessable(str(exc), category=category, channel=channel) from exc
-    async with session.begin():
-        pref = await session.get(Preference, (recipient, category, channel))
-        if pref is None:
-            session.add(Preference(recipient=recipient, category=category, channel=channel, enabled=enabled))
-        else:
-            pref.enabled = enabled
-            pref.updated_at = utcnow()
+    async with session.begin():  # one upsert: the same setting sent twice at once is one row, never a 409
+        await session.execute(pg_insert(Preference).values(
+            recipient=recipient, category=category, channel=channel, enabled=enabled, updated_at=utcnow(),
+        ).on_conflict_do_update(index_elements=["recipient", "category", "channel"],
+                                set_={"enabled": enabled, "updated_at": utcnow()}))
 
 
 async def get_profile(*, session: AsyncSession, recipient: str) -> RecipientProfile:
@@ -180,15 +179,12 @@ async def put_profile(*, session: AsyncSession, recipient: str, data: ProfileUpd
     """Replace a recipient's addresses, locale and quiet hours."""
     if (data.quiet_start is None) != (data.quiet_end is None):
         raise Unprocessable("quiet hours need both quiet_start and quiet_end (or neither, for the platform default)")
-    async with session.begin():
-        prof = await session.get(RecipientProfile, recipient)
-        if prof is None:
-            prof = RecipientProfile(recipient=recipient)
-            session.add(prof)
-        for k, v in data.model_dump().items():
-            setattr(prof, k, v)
-        prof.updated_at = utcnow()
-    return prof
+    values = {**data.model_dump(), "updated_at": utcnow()}
+    async with session.begin():  # one upsert: two simultaneous first saves are one row, the later one's values
+        return (await session.scalars(pg_insert(RecipientProfile).values(recipient=recipient, **values)
+                                      .on_conflict_do_update(index_elements=["recipient"], set_=values)
+                                      .returning(RecipientProfile),
+                                      execution_options={"populate_existing": True})).one()
 
 
 # --- webhooks --------------------------------------------------------------------------------------------------------
@@ -280,10 +276,13 @@ async def record_sms_receipt(
 ) -> Delivery:
     """Apply the provider's delivery receipt: delivered, or dead with the carrier's error (not resent blindly)."""
     async with session.begin():
-        d = (await session.execute(select(Delivery).where(Delivery.provider_id == biz_id,
-                                                          Delivery.channel == "sms"))).scalars().first()
+        # Locked: a provider resends receipts, and a resend arriving with the first must find the first one applied.
+        d = (await session.execute(select(Delivery).where(Delivery.provider_id == biz_id, Delivery.channel == "sms")
+                                   .with_for_update())).scalars().first()
         if d is None:
             raise NotFound(f"no SMS delivery with provider id {biz_id}")
+        if d.status == (Status.DELIVERED.value if success else Status.DEAD.value):
+            return d  # the same receipt again: the final state, nothing published again
         if d.status != Status.SENT.value:
             raise InvalidTransition(f"a receipt applies to a sent SMS; this one is {d.status}",
                                     allowed=[Status.SENT.value], current_status=d.status)
@@ -319,14 +318,12 @@ async def put_template(
         templates.render((title, body), templates.sample_context(event), strict=True)
     except templates.TemplateInvalid as exc:
         raise Unprocessable(f"template refused: {exc}") from exc
-    async with session.begin():
-        o = await session.get(TemplateOverride, (event, locale))
-        if o is None:
-            o = TemplateOverride(event=event, locale=locale, title=title, body=body, updated_by=actor.sub)
-            session.add(o)
-        else:
-            o.title, o.body, o.updated_by, o.updated_at = title, body, actor.sub, utcnow()
-    return o
+    values = {"title": title, "body": body, "updated_by": actor.sub, "updated_at": utcnow()}
+    async with session.begin():  # one upsert: two simultaneous first saves are one row, the later one's text
+        return (await session.scalars(pg_insert(TemplateOverride).values(event=event, locale=locale, **values)
+                                      .on_conflict_do_update(index_elements=["event", "locale"], set_=values)
+                                      .returning(TemplateOverride),
+                                      execution_options={"populate_existing": True})).one()
 
 
 async def preview_template(

@@ -133,7 +133,10 @@ async def update_institution(
     institution_id: str, body: InstitutionUpdate, session: SessionDep, runtime: RuntimeDep, actor: Editor,
     response: Response, if_match: IfMatch = None,
 ) -> InstitutionPublic:
-    """Edit an institution (the office, or its own administrator); needs If-Match, a stale one gets 412."""
+    """Edit an institution (the office, or its own administrator); needs If-Match, a stale one gets 412.
+
+    Of simultaneous edits naming the same version one is applied (200) and every other answers 412, never 409.
+    """
     inst = await service.update_institution(
         session=session, stager=runtime.stager, institution_id=institution_id, data=body, if_match=if_match,
         actor=actor,

@@ -94,7 +94,11 @@ async def get_certification(certification_id: str, session: SessionDep, actor: C
 async def take_step(
     certification_id: str, body: CertificationStep, session: SessionDep, runtime: RuntimeDep, actor: CurrentPrincipal,
 ) -> CertificationPublic:
-    """Apply a lifecycle action (apply, approve, reject, certify, announce, object, ..., withdraw, revoke)."""
+    """Apply a lifecycle action (apply, approve, reject, certify, announce, object, ..., withdraw, revoke).
+
+    Simultaneous steps take turns on the file's row lock; each is judged against the status the one before left, so
+    of conflicting steps sent at once one is applied and the others answer 409 naming the allowed actions.
+    """
     cert = await certification.step(
         session=session, stager=runtime.stager, certification_id=certification_id, action=body.action,
         batch_id=body.batch_id, note=body.note, actor=actor,

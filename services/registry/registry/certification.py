@@ -45,16 +45,16 @@ async def create_batch(
 async def close_batch(*, session: AsyncSession, batch_id: str) -> CertificationBatch:
     """Close a batch to new applications (office)."""
     async with session.begin():
-        batch = await get_batch(session=session, batch_id=batch_id)
+        batch = await get_batch(session=session, batch_id=batch_id, for_update=True)
         if batch.status == "closed":
             raise Conflict(f"batch {batch.name} is already closed")
         batch.status = "closed"
     return batch
 
 
-async def get_batch(*, session: AsyncSession, batch_id: str) -> CertificationBatch:
-    """One batch by id."""
-    batch = await session.get(CertificationBatch, batch_id)
+async def get_batch(*, session: AsyncSession, batch_id: str, for_update: bool = False) -> CertificationBatch:
+    """One batch by id (with `for_update`, under its row lock)."""
+    batch = await session.get(CertificationBatch, batch_id, with_for_update=for_update or None)
     if batch is None:
         raise NotFound(f"no certification batch with id {batch_id}")
     return batch

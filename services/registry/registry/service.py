@@ -285,7 +285,29 @@ async def update_institution(
     *, session: AsyncSession, stager: EventStager, institution_id: str, data: InstitutionUpdate,
     if_match: str | None, actor: Principal,
 ) -> Institution:
-    """Edit an institution's fields under optimistic concurrency (If-Match); every change is versioned."""
+    """Edit an institution's fields under optimistic concurrency (If-Match); every change is versioned.
+
+    Simultaneous edits take turns on the row lock, so each judges If-Match against the version the one before left:
+    one 200, every other 412. Should a unique constraint still refuse the write (the version's history entry, or an
+    identifier another record took at the same instant), a stale If-Match is still answered 412, not 409.
+    """
+    try:
+        return await _update_institution(session=session, stager=stager, institution_id=institution_id, data=data,
+                                         if_match=if_match, actor=actor)
+    except IntegrityError:
+        async with session.begin():
+            current = await get_institution(session=session, institution_id=institution_id)
+            check_if_match(if_match, current.version)
+            dup = await find_duplicate(session, uscc=data.uscc, school_code=data.school_code, exclude_id=current.id)
+        if dup is None:
+            raise
+        raise duplicate_conflict(*dup) from None
+
+
+async def _update_institution(
+    *, session: AsyncSession, stager: EventStager, institution_id: str, data: InstitutionUpdate,
+    if_match: str | None, actor: Principal,
+) -> Institution:
     async with session.begin():
         inst = await get_institution(session=session, institution_id=institution_id, for_update=True)
         require_editor(actor, inst.id)
@@ -340,10 +362,15 @@ async def merge_institutions(
     if institution_id == successor_id:
         raise Unprocessable("an institution cannot be merged into itself")
     async with session.begin():
-        inst = await get_institution(session=session, institution_id=institution_id, for_update=True)
+        # Both rows locked, in id order (two merges naming the same pair either way round cannot deadlock): a
+        # successor being merged away at the same instant is seen withdrawn here, or finds this record pointing at it.
+        locked = {i.id: i for i in (await session.execute(
+            select(Institution).where(Institution.id.in_([institution_id, successor_id]))
+            .order_by(Institution.id).with_for_update())).scalars()}
+        inst = locked.get(institution_id) or await get_institution(session=session, institution_id=institution_id)
         if if_match is not None:
             check_if_match(if_match, inst.version)
-        successor = await get_institution(session=session, institution_id=successor_id)
+        successor = locked.get(successor_id) or await get_institution(session=session, institution_id=successor_id)
         if inst.status == InstitutionStatus.WITHDRAWN:
             raise Conflict(f"{inst.name_zh} is already withdrawn (successor {inst.successor_id})",
                            successor_id=inst.successor_id)

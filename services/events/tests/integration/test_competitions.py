@@ -70,7 +70,7 @@ async def test_a_skills_competition_from_teams_to_published_results(broker):
         mates = [member(sub=f"mate-{i}") for i in range(6)]
         ta = await _form_team(svc, aid, tid, "电子一队", a, cap_a, mates[0], mates[1])
         full = await svc.http.post("/teams/join", json={"join_code": ta["join_code"]}, headers=mates[2])
-        assert full.status_code == 422 and "at most 3" in full.json()["detail"]
+        assert full.status_code == 409 and "at most 3" in full.json()["detail"]
         twice = await svc.http.post(f"/activities/{aid}/teams", headers=mates[0],
                                     json={"track_id": tid, "name": "另一队", "institution_id": a})
         assert twice.status_code == 409
@@ -180,7 +180,7 @@ async def test_a_rush_of_joins_never_overfills_a_team_and_a_perfect_tie_shares_r
         team = await _form_team(svc, act["id"], tid, "科技队", school, member(sub="captain"))
         rush = await asyncio.gather(*(svc.http.post("/teams/join", json={"join_code": team["join_code"]},
                                                     headers=member(sub=f"rush-{i}")) for i in range(8)))
-        assert sorted(r.status_code for r in rush) == [200, 200] + [422] * 6
+        assert sorted(r.status_code for r in rush) == [200, 200] + [409] * 6
         members = (await svc.http.get(f"/teams/{team['id']}", headers=OFFICE)).json()["members"]
         assert len(members) == 3
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.errors import Forbidden, InvalidTransition, Unprocessable
+from common.errors import Conflict, Forbidden, InvalidTransition, Unprocessable
 from events import domain
 from events.domain import ActivityStatus as S
 from events.domain import AwardTier, Criterion, Entry
@@ -75,7 +75,7 @@ def test_participant_keys_make_registration_idempotent_per_kind():
 
 def test_team_size_caps():
     domain.check_team_size(members=4, team_max=4)
-    with pytest.raises(Unprocessable, match="at most 4"):
+    with pytest.raises(Conflict, match="at most 4"):
         domain.check_team_size(members=5, team_max=4)
     with pytest.raises(Unprocessable, match="at least 2"):
         domain.check_team_complete(members=1, team_min=2)
