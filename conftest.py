@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+
+# Tests use the development trust settings (public secret, any issuer): services refuse them without DEV_MODE.
+os.environ.setdefault("DEV_MODE", "true")
 
 import pytest
 

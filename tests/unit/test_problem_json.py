@@ -101,13 +101,16 @@ async def test_extension_members_never_replace_the_standard_ones():
 async def test_a_caller_writing_too_fast_gets_429_with_retry_after_and_others_are_unaffected():
     app = FastAPI()
     install_problem_handlers(app)
-    app.add_middleware(HttpMiddleware, service="unit", max_body_bytes=1000, write_rate_per_second=1, write_burst=3)
+    from common.auth import TokenVerifier
+    from tests.support.harness import AUDIENCE, SECRET, token
+
+    verifier = TokenVerifier(secret=SECRET, algorithms=["HS256"], audience=AUDIENCE)
+    app.add_middleware(HttpMiddleware, service="unit", max_body_bytes=1000, write_rate_per_second=1, write_burst=3,
+                       verifier=verifier)
 
     @app.post("/things")
     async def create(body: Body):
         return body
-
-    from tests.support.harness import token
 
     fast, calm = {"Authorization": f"Bearer {token('member', sub='fast')}"}, {
         "Authorization": f"Bearer {token('member', sub='calm')}"}

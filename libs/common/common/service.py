@@ -289,7 +289,8 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(
         HttpMiddleware, service=s.service_name, max_body_bytes=s.max_body_bytes,
-        write_rate_per_second=s.write_rate_per_second, write_burst=s.write_burst,
+        write_rate_per_second=s.write_rate_per_second, write_burst=s.write_burst, verifier=app.state.verifier,
+        failed_auth_per_second=s.failed_auth_per_second, failed_auth_burst=s.failed_auth_burst,
     )
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from common.config import ServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+DEV_SMS_KEY = "dev-sms-key"  # public; development mode only
 
 
 class Settings(ServiceSettings):
@@ -53,7 +54,7 @@ class Settings(ServiceSettings):
 
     # SMS through an HTTP provider adapter (sender signature and template codes per category, as Chinese rules need)
     sms_url: str | None = None
-    sms_api_key: str = "dev-sms-key"
+    sms_api_key: str = DEV_SMS_KEY
     sms_sign_name: str = "上海产教融合"
     sms_template_codes: dict[str, str] = Field(default_factory=lambda: {
         "cancellation": "SMS_CJRH_0001", "offer": "SMS_CJRH_0002", "registration": "SMS_CJRH_0003",
@@ -63,3 +64,10 @@ class Settings(ServiceSettings):
 
     # webhooks
     webhook_user_agent: str = "cjrh-notify-webhooks/1"
+
+    def production_problems(self) -> list[str]:
+        """The shared checks, plus: an SMS provider is never called with the public development key."""
+        problems = super().production_problems()
+        if self.sms_url and self.sms_api_key == DEV_SMS_KEY:
+            problems.append("NOTIFY_SMS_API_KEY is the public development key while NOTIFY_SMS_URL is set")
+        return problems
