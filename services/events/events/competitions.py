@@ -3,8 +3,6 @@ scoring, rankings, scoreboard freeze, awards and published results."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from datetime import datetime
 
@@ -15,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal, Role
 from common.errors import Conflict, Forbidden, InvalidTransition, NotFound, Unprocessable
 from common.outbox import EventStager
+from common.spreadsheet import csv_from_dicts
 from events import contracts as c
 from events import domain
 from events.domain import ActivityKind, ActivityStatus, AwardTier, Criterion, ParticipantKind, RegistrationStatus
@@ -458,10 +457,6 @@ async def open_results(*, session: AsyncSession, activity_id: str) -> tuple[Acti
 
 
 def results_csv(results: list[dict]) -> str:
-    """Results as CSV (UTF-8 with BOM so spreadsheet software reads the Chinese names)."""
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    w = csv.DictWriter(buf, fieldnames=OPEN_DATA_FIELDS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(results)
-    return buf.getvalue()
+    """Results as CSV (UTF-8 with BOM so spreadsheet software reads the Chinese names; team and institution names that
+    would start a formula neutralised)."""
+    return csv_from_dicts(OPEN_DATA_FIELDS, results)

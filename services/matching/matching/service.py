@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 import uuid
 from collections import defaultdict
@@ -16,6 +14,7 @@ from common.auth import Principal
 from common.db import utcnow
 from common.errors import Conflict, Forbidden, NotFound, Unprocessable
 from common.outbox import EventStager
+from common.spreadsheet import csv_from_dicts
 from matching import placement
 from matching.contracts import (
     MATCH_EVENTS,
@@ -571,14 +570,9 @@ async def supply_demand_report(*, session: AsyncSession, year: int) -> dict:
 
 
 def report_csv(report: dict) -> str:
-    """The supply-demand report as CSV (UTF-8 with BOM so spreadsheet software shows Chinese correctly)."""
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    writer = csv.DictWriter(buf, fieldnames=list(REPORT_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in report["rows"]:
-        writer.writerow({k: row[k] for k in REPORT_COLUMNS})
-    return buf.getvalue()
+    """The supply-demand report as CSV (UTF-8 with BOM so spreadsheet software shows Chinese correctly; formula-like
+    cells neutralised)."""
+    return csv_from_dicts(list(REPORT_COLUMNS), report["rows"], lineterminator="\n")
 
 
 # ---------------------------------------------------------------- placement rounds
