@@ -95,18 +95,24 @@ async def export_institutions(
 @router.post("/import", response_model=ImportReport)
 async def import_institutions(
     request: Request, session: SessionDep, runtime: RuntimeDep, actor: RegistryWriter,
-    atomic: Annotated[bool, Query(description="apply nothing if any row is invalid")] = False,
+    atomic: Annotated[bool, Query(description="true (default): apply nothing if any row is invalid or a duplicate; "
+                                              "false: apply the acceptable rows and report the rest")] = True,
+    mode: Annotated[transfer.ImportMode, Query(description="rows naming an existing record (by id, USCC or school "
+                                                           "code) that differ from it: create = reported as "
+                                                           "duplicates, upsert = applied as updates")] = "create",
     format: Annotated[Literal["csv", "xlsx"] | None, Query(description="default: from Content-Type")] = None,
 ) -> ImportReport:
-    """Import a CSV or XLSX sheet (raw request body) with a per-row report; `atomic=true` applies all or none."""
+    """Import a CSV or XLSX sheet (raw request body; an export re-imports unchanged) with a per-row report; all or
+    nothing unless `atomic=false`."""
     fmt = format or transfer.format_from_content_type(request.headers.get("content-type", ""))
     report = await transfer.import_institutions(
-        session=session, stager=runtime.stager, raw=await request.body(), fmt=fmt, atomic=atomic,
-        actor=service.actor_label(actor),
+        session=session, stager=runtime.stager, raw=await request.body(), fmt=fmt, atomic=atomic, mode=mode,
+        actor=actor,
     )
     if not report.applied:
         raise Unprocessable(
-            f"{report.rejected} of {report.total} rows are invalid and atomic=true: nothing was applied",
+            f"{report.rejected} of {report.total} rows are invalid or duplicates and the import is all or nothing: "
+            "nothing was applied (atomic=false applies the acceptable rows)",
             report=report.model_dump(mode="json"),
         )
     return report

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.identifiers import canonical_code
 from registry.domain import (
     SCHOOL_KINDS,
     AllianceKind,
@@ -29,7 +30,7 @@ T = TypeVar("T")
 def _clean_uscc(v: str | None) -> str | None:
     if v is None or not v.strip():
         return None
-    v = v.strip().upper()
+    v = canonical_code(v)
     if (why := uscc_problem(v)) is not None:
         raise ValueError(why)
     return v
@@ -38,9 +39,10 @@ def _clean_uscc(v: str | None) -> str | None:
 def _clean_school_code(v: str | None) -> str | None:
     if v is None or not v.strip():
         return None
-    if (why := school_code_problem(v.strip())) is not None:
+    v = canonical_code(v)
+    if (why := school_code_problem(v)) is not None:
         raise ValueError(why)
-    return v.strip()
+    return v
 
 
 class InstitutionBase(BaseModel):
@@ -179,7 +181,7 @@ class ImportRowReport(BaseModel):
     """What happened to one spreadsheet row (rows count from 2: row 1 is the header)."""
 
     row: int
-    outcome: str  # created | invalid | duplicate | skipped
+    outcome: str = Field(description="created | updated | unchanged | duplicate | invalid | skipped | not_applied")
     id: str | None = None
     name_zh: str | None = None
     errors: list[str] = []
@@ -190,8 +192,11 @@ class ImportReport(BaseModel):
 
     applied: bool
     atomic: bool
+    mode: str = Field(description="create: rows differing from an existing record are duplicates; upsert: updates")
     total: int
     created: int
+    updated: int
+    unchanged: int
     rejected: int
     rows: list[ImportRowReport]
 
