@@ -12,11 +12,12 @@ from enum import StrEnum
 from typing import Any
 
 from common.errors import InvalidTransition, PreconditionFailed, PreconditionRequired
+from common.identifiers import foreign_digits
 
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-_USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
-_SCHOOL_CODE = re.compile(r"^\d{10}$")
+_USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_SCHOOL_CODE = re.compile(r"^[0-9]{10}$")
 
 
 class InstitutionKind(StrEnum):
@@ -128,7 +129,9 @@ def complete_uscc(first17: str) -> str:
 
 
 def uscc_problem(code: str) -> str | None:
-    """Why `code` is not a valid unified social credit code, or None when it is."""
+    """Why `code` (in canonical form: see common.identifiers) is not a valid unified social credit code, or None."""
+    if (why := foreign_digits(code)) is not None:
+        return why
     if len(code) != 18:
         return f"a USCC has 18 characters, got {len(code)}"
     if not _USCC_SHAPE.match(code):
@@ -140,7 +143,9 @@ def uscc_problem(code: str) -> str | None:
 
 
 def school_code_problem(code: str) -> str | None:
-    """Why `code` is not a 10-digit school identification code, or None when it is."""
+    """Why `code` (in canonical form) is not a 10-digit school identification code, or None when it is."""
+    if (why := foreign_digits(code)) is not None:
+        return why
     if not _SCHOOL_CODE.match(code):
         return "a school identification code has exactly 10 digits (AABBCCCCCC)"
     return None
