@@ -122,3 +122,30 @@ async def test_a_caller_writing_too_fast_gets_429_with_retry_after_and_others_ar
         assert int(r.headers["retry-after"]) >= 1 and "retry" in body["detail"]
         assert (await c.post("/things", json={"name": "ok"}, headers=calm)).status_code == 200
         assert (await c.get("/nowhere", headers=fast)).status_code == 404, "reads are not limited"
+
+
+async def test_a_value_out_of_range_found_in_arithmetic_is_422_not_500():
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/far")
+    async def far():
+        from datetime import datetime, timedelta
+
+        return datetime.max + timedelta(days=1)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                                 base_url="http://u") as c:
+        body = is_problem(await c.get("/far"), 422)
+        assert "out of range" in body["detail"]
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_instant_with_no_utc_form_is_a_validation_error(text):
+    from pydantic import TypeAdapter, ValidationError
+
+    from common.values import UtcInstant
+
+    with pytest.raises(ValidationError, match="out of range"):
+        TypeAdapter(UtcInstant).validate_python(text)
+    assert TypeAdapter(UtcInstant).validate_python("2026-01-01T08:00:00+08:00").isoformat() == "2026-01-01T00:00:00+00:00"

@@ -102,7 +102,7 @@ async def list_opportunities(
     session: SessionDep, viewer: OptionalPrincipal, status: str | None = None, kind: str | None = None,
     direction: str | None = None, institution_id: str | None = None, district: str | None = None,
     industry: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Page:
     """Opportunities and offers by status, kind, direction, institution, district or industry."""
     rows, total = await service.list_opportunities(
@@ -186,7 +186,7 @@ async def expire_now(runtime: RuntimeDep, _office: Office) -> dict[str, int]:
 
 @reports.get("/outcomes", response_model=list[OutcomeRow])
 async def outcomes(session: SessionDep, by: Literal["institution", "industry", "district"] = "institution",
-                   year: int | None = None) -> list[dict]:
+                   year: Annotated[int | None, Query(ge=2000, le=2100)] = None) -> list[dict]:
     """Collaboration outcome figures per institution (merged ones counted under successors), industry or district."""
     return await service.outcome_figures(session=session, by=by, year=year)
 

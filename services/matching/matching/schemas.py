@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from common.values import utc_instant
 from matching.domain import DISTRICTS, Direction, OpportunityKind
 
 
@@ -37,6 +38,8 @@ class OpportunityBase(BaseModel):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("deadline needs a time zone (e.g. 2026-12-31T18:00:00+08:00)")
+        if v is not None:
+            utc_instant(v)  # 422 for a deadline with no UTC form (9999-12-31T23:59:59-01:00), not a 500 later
         return v
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, require_roles
 from common.errors import Forbidden, Unprocessable
 from common.service import RuntimeDep, SessionDep
+from common.values import UtcInstant
 from registry import service, transfer
 from registry.domain import PERSONAL_FIELDS, District, Industry, InstitutionKind, InstitutionStatus, etag
 from registry.models import Institution
@@ -121,12 +121,11 @@ async def import_institutions(
 @router.get("/{institution_id}", response_model=InstitutionPublic)
 async def get_institution(
     institution_id: str, session: SessionDep, viewer: OptionalPrincipal, response: Response,
-    as_of: Annotated[datetime | None, Query(description="read the record as it was at this time (ISO 8601)")] = None,
+    as_of: Annotated[UtcInstant | None, Query(description="read the record as it was at this time (ISO 8601)")] = None,
 ) -> InstitutionPublic:
     """Read one institution (public fields for everyone), optionally as it was at a past time."""
     if as_of is not None:
-        when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-        snap = await service.institution_as_of(session=session, institution_id=institution_id, at=when)
+        snap = await service.institution_as_of(session=session, institution_id=institution_id, at=as_of)
         response.headers["ETag"] = etag(snap["version"])
         return present(snap, viewer)
     row = await service.read_institution(session=session, institution_id=institution_id)

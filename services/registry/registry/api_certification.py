@@ -104,7 +104,8 @@ async def take_step(
 
 @router.get("/certified-enterprises", response_model=list[CertifiedEnterprise])
 async def certified_enterprises(
-    session: SessionDep, year: int | None = None, batch_id: str | None = None,
+    session: SessionDep, year: Annotated[int | None, Query(ge=2019, le=2100, description="a batch's year")] = None,
+    batch_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[CertifiedEnterprise]:
     """The public list of certified industry-education integration enterprises (no login needed)."""
     now = utcnow()

@@ -189,7 +189,7 @@ async def public_list(
             .join(Institution, Institution.id == Certification.institution_id)
             .outerjoin(CertificationBatch, CertificationBatch.id == Certification.batch_id)
             .where(Certification.status.in_([s.value for s in PUBLIC_LIST_STATES])))
-    if year:
+    if year is not None:
         stmt = stmt.where(CertificationBatch.year == year)
     if batch_id:
         stmt = stmt.where(Certification.batch_id == batch_id)
