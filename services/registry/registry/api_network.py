@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from common.auth import OptionalPrincipal, Principal, Role, require_roles
-from common.errors import NotFound
 from common.service import RuntimeDep, SessionDep
 from registry import network
 from registry.api import IfMatch
-from registry.domain import BaseCategory, BaseType, Industry, MentorStatus, MentorTitle, etag, mask_id_number
+from registry.domain import BaseCategory, BaseType, Industry, MentorTitle, etag, in_scope, mask_id_number
 from registry.models import Mentor
 from registry.schemas import (
     AllianceCreate,
@@ -140,7 +139,7 @@ def present_mentor(mentor: Mentor, viewer: Principal | None) -> MentorPublic:
     """A mentor for a viewer: contact details only for the office and their institution; ID numbers masked."""
     out = MentorPublic.model_validate(mentor)
     out.id_number = mask_id_number(mentor.id_number)
-    if viewer is None or not viewer.acts_for(mentor.institution_id):
+    if not in_scope(viewer, mentor.institution_id):
         out.phone = out.email = out.id_number = None
         out.consent_given_at = None
     return out
@@ -167,10 +166,8 @@ async def list_mentors(
 async def get_mentor(
     mentor_id: str, session: SessionDep, viewer: OptionalPrincipal, response: Response,
 ) -> MentorPublic:
-    """One mentor; unlisted people are visible only to the office and their institution."""
-    mentor = await network.get_mentor(session=session, mentor_id=mentor_id)
-    if mentor.status != MentorStatus.LISTED and (viewer is None or not viewer.acts_for(mentor.institution_id)):
-        raise NotFound(f"no mentor with id {mentor_id}")
+    """One mentor; unconsented people are visible only to the office and their institution's administrators."""
+    mentor = await network.get_mentor(session=session, mentor_id=mentor_id, viewer=viewer)
     response.headers["ETag"] = etag(mentor.version)
     return present_mentor(mentor, viewer)
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from common.auth import Principal
 from common.errors import InvalidTransition, PreconditionFailed, PreconditionRequired
 from common.identifiers import foreign_digits
 
@@ -402,3 +403,52 @@ def mask_id_number(value: str | None) -> str | None:
 def unique(values: Iterable[str]) -> list[str]:
     """Values without duplicates, first occurrence order kept."""
     return list(dict.fromkeys(values))
+
+
+# --- who may see what: one rule per resource, shared by its list and its detail ------------------------------------
+
+EVERY_INSTITUTION = "*"
+
+
+def institution_scope(viewer: Principal | None) -> str | None:
+    """Whose restricted records (unconsented mentors, certification files) the viewer may see: EVERY_INSTITUTION for
+    the office, one institution's for its administrators (and its integration accounts), else none (members and
+    judges of an institution included)."""
+    if viewer is None:
+        return None
+    if viewer.is_office:
+        return EVERY_INSTITUTION
+    if viewer.institution_id and viewer.acts_for(viewer.institution_id):
+        return viewer.institution_id
+    return None
+
+
+def in_scope(viewer: Principal | None, institution_id: str) -> bool:
+    """Whether `institution_id`'s restricted records are within the viewer's scope."""
+    scope = institution_scope(viewer)
+    return scope == EVERY_INSTITUTION or (scope is not None and scope == institution_id)
+
+
+def mentor_visible(viewer: Principal | None, *, status: str, institution_id: str) -> bool:
+    """Listed (consented) mentors are public; pending-consent and unlisted people only for the office and their own
+    institution's administrators."""
+    return status == MentorStatus.LISTED or in_scope(viewer, institution_id)
+
+
+OFFICE_ACTOR = "上海市产教融合办公室 (office)"
+
+
+def entry_by_office(entry: Mapping[str, Any]) -> bool:
+    """Whether a history entry was written by office staff (new entries say so; older ones carry the role in the
+    actor label, `sub (office_admin)`)."""
+    if "by" in entry:
+        return entry["by"] == "office"
+    return "office_admin" in str(entry.get("actor", ""))
+
+
+def certification_history_for(viewer: Principal, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A file's history as the viewer may read it: office staff are named only to the office; enterprises see the
+    office as the actor."""
+    if viewer.is_office:
+        return history
+    return [{**e, "actor": OFFICE_ACTOR} if entry_by_office(e) else e for e in history]

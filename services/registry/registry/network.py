@@ -26,7 +26,15 @@ from registry.contracts import (
     MentorUnlisted,
     MentorUpdated,
 )
-from registry.domain import MemberRole, MentorStatus, check_if_match, diff
+from registry.domain import (
+    EVERY_INSTITUTION,
+    MemberRole,
+    MentorStatus,
+    check_if_match,
+    diff,
+    institution_scope,
+    mentor_visible,
+)
 from registry.models import Alliance, Institution, Mentor, TrainingBase
 from registry.schemas import AllianceCreate, BaseCreate, BaseUpdate, MentorCreate, MentorUpdate
 from registry.service import json_contains
@@ -277,11 +285,13 @@ async def propose_mentor(*, session: AsyncSession, data: MentorCreate, actor: Pr
     return mentor
 
 
-async def get_mentor(*, session: AsyncSession, mentor_id: str, for_update: bool = False) -> Mentor:
-    """One mentor by id."""
+async def get_mentor(
+    *, session: AsyncSession, mentor_id: str, viewer: Principal | None, for_update: bool = False,
+) -> Mentor:
+    """One mentor by id, if the viewer may see them (404 otherwise: an unconsented person is not confirmed to exist)."""
     stmt = select(Mentor).where(Mentor.id == mentor_id)
     mentor = (await session.execute(stmt.with_for_update() if for_update else stmt)).scalars().first()
-    if mentor is None:
+    if mentor is None or not mentor_visible(viewer, status=mentor.status, institution_id=mentor.institution_id):
         raise NotFound(f"no mentor with id {mentor_id}")
     return mentor
 
@@ -291,7 +301,7 @@ async def record_consent(
 ) -> Mentor:
     """Record consent (the person is listed publicly) or its withdrawal (unlisted, name no longer published)."""
     async with session.begin():
-        mentor = await get_mentor(session=session, mentor_id=mentor_id, for_update=True)
+        mentor = await get_mentor(session=session, mentor_id=mentor_id, viewer=actor, for_update=True)
         _require_mentor_editor(actor, mentor.institution_id)
         if given:
             if mentor.status == MentorStatus.LISTED:
@@ -321,7 +331,7 @@ async def update_mentor(
 ) -> Mentor:
     """Edit a mentor under If-Match; a listed mentor's change is published (without personal data)."""
     async with session.begin():
-        mentor = await get_mentor(session=session, mentor_id=mentor_id, for_update=True)
+        mentor = await get_mentor(session=session, mentor_id=mentor_id, viewer=actor, for_update=True)
         _require_mentor_editor(actor, mentor.institution_id)
         check_if_match(if_match, mentor.version)
         values = {k: v for k, v in data.model_dump(mode="json", exclude_unset=True).items() if v is not None}
@@ -340,15 +350,14 @@ async def list_mentors(
     *, session: AsyncSession, viewer: Principal | None, institution_id: str | None = None, title: str | None = None,
     industry: str | None = None,
 ) -> list[Mentor]:
-    """Listed mentors for everyone; the office also sees unlisted ones, an institution its own."""
+    """The mentors the viewer may see (`mentor_visible` in SQL): listed ones for everyone; unconsented ones for the
+    office and their own institution's administrators."""
     stmt = select(Mentor)
-    if viewer is not None and viewer.is_office:
-        pass
-    elif viewer is not None and viewer.institution_id:
-        stmt = stmt.where(or_(Mentor.status == MentorStatus.LISTED.value,
-                              Mentor.institution_id == viewer.institution_id))
-    else:
+    scope = institution_scope(viewer)
+    if scope is None:
         stmt = stmt.where(Mentor.status == MentorStatus.LISTED.value)
+    elif scope != EVERY_INSTITUTION:
+        stmt = stmt.where(or_(Mentor.status == MentorStatus.LISTED.value, Mentor.institution_id == scope))
     if institution_id:
         stmt = stmt.where(Mentor.institution_id == institution_id)
     if title:
