@@ -10,10 +10,20 @@ from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, re
 from common.errors import Forbidden, Unprocessable
 from common.service import RuntimeDep, SessionDep
 from common.values import UtcInstant
-from registry import service, transfer
-from registry.domain import PERSONAL_FIELDS, District, Industry, InstitutionKind, InstitutionStatus, etag
+from registry import service, transfer, uscc_changes
+from registry.domain import (
+    OFFICE_ACTOR,
+    PERSONAL_FIELDS,
+    District,
+    Industry,
+    InstitutionKind,
+    InstitutionStatus,
+    entry_by_office,
+    etag,
+)
 from registry.models import Institution
 from registry.schemas import (
+    Decision,
     ImportReport,
     InstitutionCreate,
     InstitutionPublic,
@@ -22,6 +32,8 @@ from registry.schemas import (
     Page,
     RevisionPublic,
     StatusChange,
+    UsccChangeCreate,
+    UsccChangePublic,
 )
 
 router = APIRouter(prefix="/institutions", tags=["institutions"])
@@ -118,6 +130,16 @@ async def import_institutions(
     return report
 
 
+@router.get("/uscc-change-requests", response_model=list[UsccChangePublic])
+async def uscc_change_work_list(
+    session: SessionDep, actor: Office, status_: Annotated[Literal["pending", "approved", "declined"] | None,
+                                                           Query(alias="status")] = "pending",
+) -> list[UsccChangePublic]:
+    """The office's work list of USCC change requests (pending by default)."""
+    reqs = await uscc_changes.list_requests(session=session, institution_id=None, status=status_, viewer=actor)
+    return [UsccChangePublic.model_validate(r) for r in reqs]
+
+
 @router.get("/{institution_id}", response_model=InstitutionPublic)
 async def get_institution(
     institution_id: str, session: SessionDep, viewer: OptionalPrincipal, response: Response,
@@ -147,6 +169,49 @@ async def update_institution(
     return present(inst, actor)
 
 
+@router.post("/{institution_id}/uscc-change-requests", status_code=status.HTTP_201_CREATED,
+             response_model=UsccChangePublic)
+async def request_uscc_change(
+    institution_id: str, body: UsccChangeCreate, session: SessionDep, runtime: RuntimeDep, actor: Editor,
+) -> UsccChangePublic:
+    """Ask the office to change the institution's registered USCC (its administrators); the office decides."""
+    return UsccChangePublic.model_validate(await uscc_changes.request_change(
+        session=session, stager=runtime.stager, institution_id=institution_id, uscc=body.uscc, reason=body.reason,
+        actor=actor))
+
+
+@router.get("/{institution_id}/uscc-change-requests", response_model=list[UsccChangePublic])
+async def list_uscc_changes(
+    institution_id: str, session: SessionDep, viewer: CurrentPrincipal,
+) -> list[UsccChangePublic]:
+    """The institution's USCC change requests (the office and its administrators)."""
+    reqs = await uscc_changes.list_requests(session=session, institution_id=institution_id, status=None,
+                                            viewer=viewer)
+    return [UsccChangePublic.model_validate(r) for r in reqs]
+
+
+@router.post("/{institution_id}/uscc-change-requests/{request_id}/approve", response_model=UsccChangePublic)
+async def approve_uscc_change(
+    institution_id: str, request_id: str, session: SessionDep, runtime: RuntimeDep, actor: Office,
+    body: Decision | None = None,
+) -> UsccChangePublic:
+    """Approve a USCC change (office): the institution's USCC changes (a new version and its updated event)."""
+    return UsccChangePublic.model_validate(await uscc_changes.decide(
+        session=session, stager=runtime.stager, institution_id=institution_id, request_id=request_id, approve=True,
+        note=body.note if body else None, actor=actor))
+
+
+@router.post("/{institution_id}/uscc-change-requests/{request_id}/decline", response_model=UsccChangePublic)
+async def decline_uscc_change(
+    institution_id: str, request_id: str, session: SessionDep, runtime: RuntimeDep, actor: Office,
+    body: Decision | None = None,
+) -> UsccChangePublic:
+    """Decline a USCC change (office), with a note the institution reads."""
+    return UsccChangePublic.model_validate(await uscc_changes.decide(
+        session=session, stager=runtime.stager, institution_id=institution_id, request_id=request_id, approve=False,
+        note=body.note if body else None, actor=actor))
+
+
 @router.get("/{institution_id}/history", response_model=list[RevisionPublic])
 async def institution_history(
     institution_id: str, session: SessionDep, viewer: CurrentPrincipal,
@@ -154,8 +219,13 @@ async def institution_history(
     """Every version of an institution: who, when, what changed (the office and the institution's own admins)."""
     if not viewer.acts_for(institution_id):
         raise Forbidden("the change history is visible to the office and the institution's own administrators")
-    revisions = await service.list_revisions(session=session, institution_id=institution_id)
-    return [RevisionPublic.model_validate(r) for r in revisions]
+    revisions = [RevisionPublic.model_validate(r)
+                 for r in await service.list_revisions(session=session, institution_id=institution_id)]
+    if not viewer.is_office:  # office staff are named only to the office
+        for r in revisions:
+            if entry_by_office({"actor": r.actor}):
+                r.actor = OFFICE_ACTOR
+    return revisions
 
 
 @router.post("/{institution_id}/status", response_model=InstitutionPublic)

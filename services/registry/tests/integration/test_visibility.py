@@ -80,3 +80,15 @@ async def test_certification_files_follow_one_rule_and_never_name_office_staff_t
     assert opened["history"][-1]["note"] == "材料不全", "the office's reasons still reach the enterprise"
     office_view = (await reg.http.get(f"/certifications/{cert['id']}", headers=OFFICE)).json()
     assert office_view["history"][0]["actor"].startswith("office-staff-7")
+
+
+async def test_an_institutions_history_names_office_staff_only_to_the_office(reg):
+    x = await _institution(reg, "上海历史可见性有限公司")
+    admin = auth("institution_admin", institution=x["id"], sub="x-admin")
+    r = await reg.http.patch(f"/institutions/{x['id']}", json={"address": "临港大道1号"},
+                             headers={**admin, "If-Match": '"1"'})
+    assert r.status_code == 200, r.text
+    seen = [h["actor"] for h in (await reg.http.get(f"/institutions/{x['id']}/history", headers=admin)).json()]
+    assert seen == [OFFICE_ACTOR, "x-admin (institution_admin)"]
+    office = [h["actor"] for h in (await reg.http.get(f"/institutions/{x['id']}/history", headers=OFFICE)).json()]
+    assert office[0].startswith("office-staff-7")
