@@ -27,6 +27,7 @@ from matching.schemas import (
     ParticipantResult,
     PlacementRoundCreate,
     PlacementRoundPublic,
+    ProgressNote,
     RecommendationList,
 )
 
@@ -167,15 +168,22 @@ async def get_match(match_id: str, session: SessionDep, viewer: CurrentPrincipal
     return await service.get_match(session=session, match_id=match_id, viewer=viewer)
 
 
+@matches.post("/{match_id}/notes", response_model=MatchPublic)
+async def add_progress_note(match_id: str, body: ProgressNote, session: SessionDep, actor: Writer):
+    """Add a note to the match's progress log (either side's administrators or the office; both sides read it)."""
+    return await service.add_progress_note(session=session, match_id=match_id, note=body.note, actor=actor)
+
+
 @matches.post("/{match_id}/{action}", response_model=MatchPublic)
 async def act_on_match(
     match_id: str, action: Literal["accept", "decline", "withdraw", "agree", "start", "complete", "cancel"],
     session: SessionDep, runtime: RuntimeDep, actor: Writer, body: MatchAction | None = None,
 ):
-    """Move a match on: accept/decline (recipient), withdraw (proposer), agree/start/complete/cancel (either side)."""
+    """Move a match on: accept/decline (recipient), withdraw (proposer), agree/start/complete/cancel (either side);
+    the step and its note join the progress log. Outsiders get 404, as on GET."""
     outcomes = body.outcomes.model_dump() if body and body.outcomes else None
     return await service.act_on_match(session=session, stager=runtime.stager, match_id=match_id, action=action,
-                                      actor=actor, outcomes=outcomes)
+                                      actor=actor, outcomes=outcomes, note=body.note if body else "")
 
 
 @reports.post("/maintenance/expire", tags=["operations"])

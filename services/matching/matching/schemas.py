@@ -151,10 +151,27 @@ class Outcomes(BaseModel):
 
 
 class MatchAction(BaseModel):
-    """Optional body of a match action (outcomes when completing, a note otherwise)."""
+    """Optional body of a match action: outcomes when completing, and a note for the progress log."""
 
     outcomes: Outcomes | None = None
     note: str = Field(default="", max_length=2000)
+
+
+class ProgressNote(BaseModel):
+    """A note for a match's progress log, without a change of status (long-term tracking, 长效跟踪)."""
+
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class ProgressEntry(BaseModel):
+    """One entry of a match's progress log."""
+
+    at: datetime
+    action: str
+    status: str
+    note: str
+    by: str = Field(description="who: the person (name or subject) or, for office staff, the office")
+    by_institution_id: str | None
 
 
 class MatchPublic(BaseModel):
@@ -171,6 +188,7 @@ class MatchPublic(BaseModel):
     seats: int
     message: str
     outcomes: dict | None
+    progress: list[ProgressEntry] = []
     expires_at: datetime | None
     proposed_at: datetime
     decided_at: datetime | None

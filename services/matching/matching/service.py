@@ -43,10 +43,13 @@ from matching.domain import (
     Side,
     check_opening,
     check_pending_cap,
+    check_seats,
     expiry_time,
     is_past_deadline,
     match_next,
+    match_visible,
     opportunity_next,
+    progress_entry,
     resolve_successor,
 )
 from matching.models import InstitutionView, Match, Opportunity, PlacementRound
@@ -68,9 +71,9 @@ def opportunity_payload(opp: Opportunity) -> OpportunityPayload:
     return OpportunityPayload.model_validate(opp, from_attributes=True)
 
 
-async def get_opportunity(*, session: AsyncSession, opportunity_id: str) -> Opportunity:
-    """One opportunity, or 404."""
-    opp = await session.get(Opportunity, opportunity_id)
+async def get_opportunity(*, session: AsyncSession, opportunity_id: str, for_update: bool = False) -> Opportunity:
+    """One opportunity, or 404 (`for_update`: under its row lock, which serialises taking its seats)."""
+    opp = await session.get(Opportunity, opportunity_id, with_for_update=for_update)
     if opp is None:
         raise NotFound(f"no opportunity {opportunity_id}")
     return opp
@@ -322,10 +325,12 @@ async def propose_match(
         raise Unprocessable("say which institution proposes (from_institution_id)")
     _require_acts_for(actor, from_id, "propose on its behalf")
     async with session.begin():
-        opp = await get_opportunity(session=session, opportunity_id=data.opportunity_id)
+        opp = await get_opportunity(session=session, opportunity_id=data.opportunity_id, for_update=True)
         if opp.status != OpportunityStatus.OPEN:
             raise Conflict(f"opportunity {opp.id} is {opp.status}; proposals need an open opportunity",
                            current_status=opp.status)
+        taken = (await seats_taken(session=session, opportunity_ids=[opp.id])).get(opp.id, 0)
+        check_seats(requested=data.seats, capacity=opp.capacity, taken=taken)
         now = utcnow()
         if is_past_deadline(deadline=opp.deadline, now=now):
             raise Conflict(f"opportunity {opp.id} passed its deadline")
@@ -358,6 +363,8 @@ async def propose_match(
             district=opp.district, proposed_at=now,
             expires_at=expiry_time(proposed_at=now, ttl=ttl, opportunity_deadline=opp.deadline),
             created_by=actor_label(actor), updated_at=now,
+            progress=[progress_entry(actor=actor, action="propose", status=MatchStatus.PROPOSED.value,
+                                     note=data.message, at=now)],
         )
         session.add(m)
         await session.flush()
@@ -365,11 +372,11 @@ async def propose_match(
     return m
 
 
-async def get_match(*, session: AsyncSession, match_id: str, viewer: Principal) -> Match:
-    """One match, visible to its two institutions and the office."""
-    m = await session.get(Match, match_id)
-    if m is None or not (viewer.acts_for(m.from_institution_id) or viewer.acts_for(m.to_institution_id)
-                         or (viewer.institution_id in (m.from_institution_id, m.to_institution_id))):
+async def get_match(*, session: AsyncSession, match_id: str, viewer: Principal, for_update: bool = False) -> Match:
+    """One match, if the viewer may see it (`match_visible`); 404 otherwise, for reads and actions alike."""
+    m = await session.get(Match, match_id, with_for_update=for_update)
+    if m is None or not match_visible(viewer, from_institution_id=m.from_institution_id,
+                                      to_institution_id=m.to_institution_id):
         raise NotFound(f"no match {match_id} visible to you")
     return m
 
@@ -378,7 +385,7 @@ async def list_matches(*, session: AsyncSession, viewer: Principal, status: str 
                        opportunity_id: str | None = None) -> list[Match]:
     """Matches the caller may see: all for the office, else those of the caller's institution."""
     stmt = select(Match).order_by(Match.proposed_at.desc(), Match.id).limit(500)
-    if not viewer.is_office:
+    if not viewer.is_office:  # match_visible, in SQL
         if viewer.institution_id is None:
             return []
         stmt = stmt.where(or_(Match.from_institution_id == viewer.institution_id,
@@ -419,15 +426,14 @@ async def _sync_opportunity_fill(session: AsyncSession, stager: EventStager, opp
 
 async def act_on_match(
     *, session: AsyncSession, stager: EventStager, match_id: str, action: str, actor: Principal,
-    outcomes: dict | None = None,
+    outcomes: dict | None = None, note: str = "",
 ) -> Match:
-    """Accept, decline, withdraw, agree, start, complete (with outcomes) or cancel a match."""
+    """Accept, decline, withdraw, agree, start, complete (with outcomes) or cancel a match; the step and its note go
+    into the progress log. Accepting takes the opportunity's row lock and refuses seats beyond what is left."""
     async with session.begin():
-        m = await session.get(Match, match_id, with_for_update=True)
-        if m is None:
-            raise NotFound(f"no match {match_id}")
+        m = await get_match(session=session, match_id=match_id, viewer=actor, for_update=True)
         side = _side(actor, m)
-        opp = await get_opportunity(session=session, opportunity_id=m.opportunity_id)
+        opp = await get_opportunity(session=session, opportunity_id=m.opportunity_id, for_update=action == "accept")
         now = utcnow()
         if m.status == MatchStatus.PROPOSED and m.expires_at is not None and m.expires_at <= now:
             await _expire_match(session, stager, m, opp, now)
@@ -436,6 +442,9 @@ async def act_on_match(
         if action == "accept" and opp.status != OpportunityStatus.OPEN:
             raise Conflict(f"opportunity {opp.id} is {opp.status}; it cannot take another partner now")
         new_status = match_next(m.status, action, side=side)
+        if new_status == MatchStatus.ACCEPTED:
+            taken = (await seats_taken(session=session, opportunity_ids=[opp.id])).get(opp.id, 0)
+            check_seats(requested=m.seats, capacity=opp.capacity, taken=taken)
         if new_status == MatchStatus.COMPLETED:
             if outcomes is None:
                 raise Unprocessable("completing a collaboration needs its outcomes", fields=list(OUTCOME_FIELDS))
@@ -444,6 +453,7 @@ async def act_on_match(
         if new_status in (MatchStatus.ACCEPTED, MatchStatus.DECLINED):
             m.decided_at = now
         m.status = new_status.value
+        m.progress = [*m.progress, progress_entry(actor=actor, action=action, status=m.status, note=note, at=now)]
         m.version += 1
         m.updated_at = now
         await session.flush()
@@ -453,9 +463,24 @@ async def act_on_match(
     return m
 
 
+async def add_progress_note(*, session: AsyncSession, match_id: str, note: str, actor: Principal) -> Match:
+    """Add a note to a match's progress log without changing its status (either institution's administrators or the
+    office; the people of both institutions read it)."""
+    async with session.begin():
+        m = await get_match(session=session, match_id=match_id, viewer=actor, for_update=True)
+        _side(actor, m)
+        now = utcnow()
+        m.progress = [*m.progress, progress_entry(actor=actor, action="note", status=m.status, note=note, at=now)]
+        m.version += 1
+        m.updated_at = now
+    return m
+
+
 async def _expire_match(session: AsyncSession, stager: EventStager, m: Match, opp: Opportunity,
                         now: datetime) -> None:
     m.status = match_next(m.status, "expire", side=Side.SYSTEM).value
+    m.progress = [*m.progress, {"at": now.isoformat(), "action": "expire", "status": m.status,
+                                "note": "unanswered before it expired", "by": "system", "by_institution_id": None}]
     m.version += 1
     m.updated_at = now
     await session.flush()
