@@ -283,11 +283,12 @@ async def _relations(session: AsyncSession) -> tuple[dict[str, str | None], list
     return succ, alliances
 
 
-async def conflict_for(session: AsyncSession, judge: JudgeAssignment, team: Team) -> str | None:
-    """Why this judge may not score this team, or None."""
+async def conflict_for(session: AsyncSession, judge: JudgeAssignment, team: Team, actor: Principal) -> str | None:
+    """Why this judge may not score this team (by the organiser's and the judge's own token's institution), or None."""
     succ, alliances = await _relations(session)
-    return domain.conflict_of_interest(judge_institution=judge.institution_id, team_institutions=[team.institution_id],
-                                       successor_of=succ, alliances=alliances)
+    return domain.conflict_of_interest(
+        judge_institutions=domain.judge_affiliations(assigned=judge.institution_id, token=actor.institution_id),
+        team_institutions=[team.institution_id], successor_of=succ, alliances=alliances)
 
 
 async def judging_view(*, session: AsyncSession, activity_id: str, actor: Principal) -> list[dict]:
@@ -305,7 +306,8 @@ async def judging_view(*, session: AsyncSession, activity_id: str, actor: Princi
         mine = {s.team_id: s for s in (await session.execute(select(Score).where(
             Score.track_id == ja.track_id, Score.judge_id == actor.sub))).scalars().all()}
         for team, sub in rows:
-            why = domain.conflict_of_interest(judge_institution=ja.institution_id,
+            why = domain.conflict_of_interest(judge_institutions=domain.judge_affiliations(
+                                                  assigned=ja.institution_id, token=actor.institution_id),
                                               team_institutions=[team.institution_id], successor_of=succ,
                                               alliances=alliances)
             out.append({
@@ -331,7 +333,7 @@ async def score(
             JudgeAssignment.track_id == team.track_id, JudgeAssignment.judge_id == actor.sub))).scalar_one_or_none()
         if ja is None:
             raise Forbidden("you are not a judge of this team's track")
-        why = await conflict_for(session, ja, team)
+        why = await conflict_for(session, ja, team, actor)
         if why is not None:
             raise Forbidden(f"conflict of interest: {why}", reason="conflict-of-interest")
         act = await session.get(Activity, team.activity_id)
