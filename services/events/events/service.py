@@ -8,7 +8,8 @@ from collections import defaultdict
 from datetime import datetime
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, cast, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -121,7 +122,9 @@ async def list_activities(
         stmt = stmt.where(Activity.organiser_id == organiser_id)
     if viewer is None or not viewer.is_office:
         own = viewer.institution_id if viewer is not None and viewer.has(Role.INSTITUTION_ADMIN) else None
-        stmt = stmt.where(or_(Activity.status != ActivityStatus.DRAFT.value, Activity.organiser_id == own)
+        # can_manage in SQL: a draft is listed to the admins of its organiser and of its co-organisers, as GET shows it
+        managed = or_(Activity.organiser_id == own, cast(Activity.co_organiser_ids, JSONB).contains([own]))
+        stmt = stmt.where(or_(Activity.status != ActivityStatus.DRAFT.value, managed)
                           if own else Activity.status != ActivityStatus.DRAFT.value)
     return list((await session.execute(stmt.order_by(Activity.starts_at, Activity.id).limit(limit))).scalars().all())
 

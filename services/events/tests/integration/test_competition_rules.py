@@ -68,3 +68,21 @@ async def test_a_judge_from_the_teams_institution_is_refused_even_if_assigned_wi
         assert {v["team_name"]: bool(v["conflict"]) for v in view} == {"丙校队": True, "丁校队": False}
         fine = await svc.http.put(f"/teams/{other_team['id']}/scores/me", json={"points": points}, headers=judge)
         assert fine.status_code == 200, fine.text
+
+
+async def test_a_draft_is_listed_to_exactly_those_who_may_open_it(broker):
+    org, co, stranger = new_id(), new_id(), new_id()
+    async with events_service(broker) as svc:
+        await feed_institutions(svc, broker, (org, "主办单位"), (co, "协办单位"), (stranger, "无关单位"))
+        r = await svc.http.post("/activities", headers=OFFICE, json={
+            "kind": "conference", "title_zh": "协办草稿论坛", "organiser_id": org, "co_organiser_ids": [co],
+            "venue": "临港会议中心", "starts_at": "2027-06-01T09:00:00", "ends_at": "2027-06-01T17:00:00",
+            "audience": ["students"]})
+        assert r.status_code == 201, r.text
+        draft = r.json()
+        for inst, sees in ((org, True), (co, True), (stranger, False)):
+            admin = auth("institution_admin", institution=inst)
+            opened = await svc.http.get(f"/activities/{draft['id']}", headers=admin)
+            listed = (await svc.http.get("/activities", params={"limit": 500}, headers=admin)).json()["items"]
+            assert (opened.status_code == 200) is sees, inst
+            assert (draft["id"] in [a["id"] for a in listed]) is sees, inst
