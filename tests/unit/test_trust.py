@@ -164,3 +164,28 @@ def test_a_foreign_issuer_is_refused_once_an_issuer_is_configured():
         v.verify(mint_token(secret=REAL_SECRET, sub="u", roles=["member"], issuer="https://evil.example"))
     with pytest.raises(Unauthorized, match="iss"):
         v.verify(mint_token(secret=REAL_SECRET, sub="u", roles=["member"]))
+
+
+async def test_an_unreachable_identity_provider_is_503_not_a_failed_authentication():
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = pyjwt.encode({"sub": "u", "roles": ["member"], "aud": "cjrh-platform", "exp": 2_000_000_000}, key,
+                         algorithm="RS256", headers={"kid": "k1"})
+    app = FastAPI()
+    install_problem_handlers(app)
+    verifier = TokenVerifier(secret=None, algorithms=["RS256"], audience="cjrh-platform",
+                             jwks_url="http://127.0.0.1:9/jwks.json")  # nothing listens on the discard port
+    app.add_middleware(HttpMiddleware, service="unit", max_body_bytes=1000, verifier=verifier,
+                       failed_auth_per_second=1, failed_auth_burst=1)
+
+    @app.get("/things")
+    async def read():
+        return {}
+
+    async with _client(app) as c:
+        for _ in range(3):  # never counted against the address
+            r = await c.get("/things", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json")
+            assert r.headers["retry-after"] == "5"

@@ -13,7 +13,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from common.errors import Forbidden, Unauthorized
+from common.errors import Forbidden, IdentityProviderUnavailable, Unauthorized
 
 
 class Role(StrEnum):
@@ -96,6 +96,11 @@ class TokenVerifier:
             raise Unauthorized("token has expired") from exc
         except jwt.InvalidAudienceError as exc:
             raise Unauthorized("token audience is not this platform") from exc
+        except jwt.PyJWKClientConnectionError as exc:
+            raise IdentityProviderUnavailable(
+                "the identity provider's signing keys cannot be fetched; retry shortly", retry_after=5) from exc
+        except jwt.PyJWKClientError as exc:  # e.g. no key with the token's kid
+            raise Unauthorized(f"invalid token: {exc}") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
         roles = claims.get("roles")

@@ -81,6 +81,12 @@ class Forbidden(DomainError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
+class IdentityProviderUnavailable(DomainError):
+    """The OpenID provider's signing keys could not be fetched: the token can be neither accepted nor refused."""
+
+    status, slug, title = 503, "identity-provider-unavailable", "Identity provider unavailable"
+
+
 class PayloadTooLarge(DomainError):
     """The request body is over the configured limit."""
 

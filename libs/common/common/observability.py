@@ -178,6 +178,9 @@ class HttpMiddleware:
             try:
                 principal = self.verifier.verify(bearer)
             except DomainError as exc:
+                if exc.status != 401:  # the identity provider is away: not the caller's failure
+                    return problem(exc.status, exc.detail, slug=exc.slug, title=exc.title,
+                                   headers={"Retry-After": "5"})
                 wait = self.failed_auth.retry_after(f"ip:{client_address(scope)}")
                 if wait > 0:
                     return _too_many(wait, "failed authentications from this address")
