@@ -241,6 +241,8 @@ def main() -> None:
     parser.add_argument("--sub", default=None)
     parser.add_argument("--ttl", type=int, default=8 * 3600)
     args = parser.parse_args()
+    if (why := malformed_claims(args.role, args.institution)) is not None:
+        parser.error(f"the services would refuse this token: {why} (add --institution ID)")
     settings: BaseSettings = ServiceSettings()
     print(mint_token(
         secret=settings.jwt_secret, sub=args.sub or f"dev-{uuid.uuid4().hex[:8]}", roles=args.role,
