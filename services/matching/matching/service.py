@@ -118,14 +118,20 @@ async def _open(session: AsyncSession, stager: EventStager, opp: Opportunity) ->
 async def update_opportunity(
     *, session: AsyncSession, stager: EventStager, opportunity_id: str, data: OpportunityUpdate, actor: Principal,
 ) -> Opportunity:
-    """Edit a draft or open opportunity; an open one announces the change."""
+    """Edit a draft or open opportunity; an open one announces the change. Its capacity never drops below the seats
+    accepted matches hold (checked under its row lock, like an acceptance)."""
     async with session.begin():
-        opp = await get_opportunity(session=session, opportunity_id=opportunity_id)
+        opp = await get_opportunity(session=session, opportunity_id=opportunity_id, for_update=True)
         _require_acts_for(actor, opp.institution_id, "edit this opportunity")
         opportunity_next(opp.status, OpportunityAction.EDIT)
         changes = data.model_dump(exclude_unset=True)
         if not changes:
             return opp
+        if changes.get("capacity") is not None:
+            taken = (await seats_taken(session=session, opportunity_ids=[opp.id])).get(opp.id, 0)
+            if changes["capacity"] < taken:
+                raise Conflict(f"{taken} seats are already held by accepted matches; the capacity cannot drop to "
+                               f"{changes['capacity']}", seats_taken=taken)
         for k, v in changes.items():
             setattr(opp, k, v)
         opp.tokens = tokenize(opp.title_zh, opp.description_zh, " ".join(opp.skills))

@@ -58,6 +58,8 @@ async def test_seats_beyond_what_is_left_are_refused_even_when_two_accepts_race(
         assert (await svc.http.get(f"/opportunities/{opp['id']}")).json()["seats_taken"] == 2
         assert (await _propose(svc, opp, c, 2)).status_code == 409, "only one seat is left"
         assert (await _propose(svc, opp, c, 1)).status_code == 201
+        shrink = await svc.http.patch(f"/opportunities/{opp['id']}", json={"capacity": 1}, headers=owner_admin)
+        assert shrink.status_code == 409 and shrink.json()["seats_taken"] == 2, "capacity never below seats held"
 
 
 async def test_the_progress_log_keeps_every_note_with_who_and_when_and_outsiders_get_404(broker):
