@@ -86,10 +86,10 @@ lint: install ## ruff over everything
 	@$(BIN)/ruff check libs services tests bench scripts load deploy conftest.py
 
 seed: install ## demo data into a running platform (make run first): the seeds' institutions plus GENERATED=200 more
-	@$(BIN)/python -m registry.seed --url http://127.0.0.1:$${REGISTRY_PORT:-8001} --generated $${GENERATED:-200}
+	@DEV_MODE=$${DEV_MODE:-true} $(BIN)/python -m registry.seed --url http://127.0.0.1:$${REGISTRY_PORT:-8001} --generated $${GENERATED:-200}
 
 token: install ## print a development JWT on the last line: make token ROLE=institution_admin INSTITUTION=<id>
-	@$(BIN)/python -m common.auth --role $(ROLE) $(if $(INSTITUTION),--institution $(INSTITUTION))
+	@DEV_MODE=$${DEV_MODE:-true} $(BIN)/python -m common.auth --role $(ROLE) $(if $(INSTITUTION),--institution $(INSTITUTION))
 
 clean: ## stop PostgreSQL; remove its data, broker data and logs (keeps the fetched Kafka jars)
 	-@test -x $(BIN)/python && $(BIN)/python scripts/pg.py stop

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+
+# Tests use the development trust settings (public secret, any issuer): services refuse them without DEV_MODE.
+os.environ.setdefault("DEV_MODE", "true")
 
 import pytest
 

@@ -62,6 +62,7 @@ async def _drain(sampler: Sampler, limit: float) -> None:
 async def main(argv: list[str]) -> int:
     """Run the load and report it."""
     args = _args(argv)
+    os.environ.setdefault("DEV_MODE", "true")  # development tokens (public secret); services refuse them otherwise
     marked = read_windows(args.faults) if args.faults else []
     args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)

@@ -93,7 +93,9 @@ def read_platform() -> Platform:
         contracts_mod = importlib.import_module(f"{svc}.contracts")
         found = [v for v in vars(contracts_mod).values() if isinstance(v, EventContract)]
         plat.contracts[svc] = sorted({id(c): c for c in found}.values(), key=lambda c: (c.topic, c.name))
-        spec = find_spec(importlib.import_module(f"{svc}.main").create_app())
+        # the app is built only to read its spec, with development settings (it never serves a request)
+        settings = importlib.import_module(f"{svc}.config").Settings(dev_mode=True)
+        spec = find_spec(importlib.import_module(f"{svc}.main").create_app(settings))
         versions.append(spec.version)
         plat.published[svc] = sorted(set(spec.published_topics))
         for c in spec.consumers:

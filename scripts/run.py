@@ -54,6 +54,7 @@ def main() -> None:
         env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{kafka_port}"
         started_broker = True
     env.setdefault("LOG_JSON", "false")
+    env.setdefault("DEV_MODE", "true")  # the public development secret and `make token`'s tokens are accepted
     procs: list[tuple[str, int, subprocess.Popen]] = []
     (ROOT / ".local" / "logs").mkdir(parents=True, exist_ok=True)
     for name, default_port in SERVICES:

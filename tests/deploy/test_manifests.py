@@ -183,6 +183,38 @@ def test_no_secret_values_are_committed(kustomize_builds):
         assert not re.search(r"postgresql://[^:\s]+:[^@\s]+@", text), f"{build} embeds a database password"
 
 
+def _production_settings(env: dict[str, str]):
+    """The shared settings a process would build from `env`, outside development mode (raises if it would refuse)."""
+    import os
+    from unittest import mock
+
+    from common.config import ServiceSettings
+
+    trust = {k: v for k, v in env.items() if k.startswith(("JWT_", "JWKS_"))}
+    with mock.patch.dict(os.environ, trust):  # read as the process would read them, from its environment
+        return ServiceSettings(dev_mode=False)
+
+
+def test_every_kubernetes_process_gets_an_issuer_an_audience_and_the_secret_it_starts_with(kustomize_builds):
+    for build, docs in kustomize_builds.items():
+        maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+        for d in docs:
+            if d["kind"] not in ("Deployment", "Job"):
+                continue
+            for c in _containers(d) if d["kind"] == "Deployment" else d["spec"]["template"]["spec"]["containers"]:
+                env: dict[str, str] = {}
+                for src in c.get("envFrom", []):
+                    if "configMapRef" in src:
+                        env.update(maps[src["configMapRef"]["name"]])
+                refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c.get("env", [])
+                        if "secretKeyRef" in e.get("valueFrom", {})}
+                where = f"{build}: {d['kind']}/{d['metadata']['name']}"
+                assert refs.get("JWT_SECRET", {}).get("name") == "cjrh-jwt", f"{where} lacks JWT_SECRET"
+                assert "DEV_MODE" not in env, f"{where} runs in development mode"
+                env["JWT_SECRET"] = "a-secret-from-the-cjrh-jwt-secret-0123456789"
+                assert _production_settings(env).jwt_issuer, where
+
+
 def test_network_policies_let_a_service_reach_only_the_broker_and_its_own_database(kustomize_builds):
     docs = kustomize_builds["prod"]
     policies = _by_kind(docs, "NetworkPolicy")
@@ -349,6 +381,29 @@ def test_compose_notify_sends_mail_to_the_mail_catcher_and_takes_its_channels_fr
                 "NOTIFY_HTTP_PROXY"} <= env.keys()
         assert env["NOTIFY_SMTP_HOST"] == "${NOTIFY_SMTP_HOST:-mailpit}" and "mailpit" in services
         assert env["NOTIFY_SMTP_PORT"] == "${NOTIFY_SMTP_PORT:-1025}"
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR:-default} and ${VAR:?message} interpolation (enough for this file)."""
+    def one(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise LookupError(f"{name}: {arg}")
+        return arg
+    return re.sub(r"\$\{([A-Z0-9_]+)(:-|:\?)?([^}]*)\}", one, value)
+
+
+def test_compose_services_start_outside_development_mode_only_with_a_secret_from_the_environment(compose):
+    for svc in SERVICES:
+        for role in ("api", "worker", "migrate", "topics"):
+            env = {k: str(v) for k, v in compose["services"][f"{svc}-{role}"]["environment"].items()}
+            assert "DEV_MODE" not in env
+            with pytest.raises(LookupError, match="JWT_SECRET"):
+                {k: _interpolate(v, {}) for k, v in env.items()}
+            resolved = {k: _interpolate(v, {"JWT_SECRET": "from-deploy-env-file-0123456789abcdef"})
+                        for k, v in env.items()}
+            settings = _production_settings(resolved)
+            assert settings.jwt_issuer and settings.jwt_audience
 
 
 def test_prometheus_in_compose_scrapes_every_api_and_worker(compose):

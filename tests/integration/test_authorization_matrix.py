@@ -1,8 +1,9 @@
 """The authorisation matrix, generated from each service's OpenAPI document so no new write can escape it.
 
-For every write operation of every service: anonymous callers get 401; forged, unsigned, expired and foreign-audience
-tokens get 401; callers whose role the operation does not admit get 403; nothing answers 5xx. A write that does not
-require authentication fails the test unless it is listed in PUBLIC_WRITES with a reason.
+For every write operation of every service: anonymous callers get 401; forged, unsigned, expired, foreign-audience
+and malformed (no role, unknown role, institution_admin without institution) tokens get 401, on every read as well;
+callers whose role the operation does not admit get 403; nothing answers 5xx. A write that does not require
+authentication fails the test unless it is listed in PUBLIC_WRITES with a reason.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ BAD_TOKENS = {
     "expired": jwt.encode(_claims(exp=int(time.time()) - 600), SECRET, algorithm="HS256"),
     "wrong audience": jwt.encode(_claims(aud="some-other-system"), SECRET, algorithm="HS256"),
     "garbage": "abc.def.ghi",
+    # well signed, but no caller can be read from them (malformed: 401 on every route, reads included)
+    "no roles": jwt.encode(_claims(roles=[]), SECRET, algorithm="HS256"),
+    "unknown role": jwt.encode(_claims(roles=["superuser"]), SECRET, algorithm="HS256"),
+    "institution_admin without institution": jwt.encode(_claims(roles=["institution_admin"]), SECRET,
+                                                        algorithm="HS256"),
 }
 
 
@@ -64,6 +70,12 @@ async def test_every_write_refuses_the_unauthenticated_and_the_wrong_roles(broke
         cases, failures, writes = 0, [], 0
         for path, ops in spec["paths"].items():
             for method, op in ops.items():
+                if method == "get":  # a token that is sent must be valid, on reads as well
+                    for k, t in BAD_TOKENS.items():
+                        cases += 1
+                        r = await svc.http.get(_fill(path), headers={"Authorization": f"Bearer {t}"})
+                        if r.status_code != 401:
+                            failures.append(f"{(name, 'GET', path)} token: {k}: expected 401, got {r.status_code}")
                 if method not in WRITE_METHODS:
                     continue
                 writes += 1

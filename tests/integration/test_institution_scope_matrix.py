@@ -233,13 +233,73 @@ async def a_mentor_consents(ctx: Ctx) -> Call:
     return Call(f"/mentors/{mentor['id']}/consent", {"given": True, "method": "signed_form"})
 
 
+async def a_asks_for_a_uscc_change(ctx: Ctx) -> Call:
+    """A asks the office to change its registered USCC."""
+    from services.registry.tests.support import new_uscc
+
+    return Call(f"/institutions/{ctx.a}/uscc-change-requests", {"uscc": new_uscc(), "reason": "换发营业执照"})
+
+
+async def pending_join(ctx: Ctx, alliance: str, institution: str, *, by: str) -> None:
+    """`by`'s administrator asks (or, as the lead, invites) `institution` to join: 202, pending."""
+    r = await ctx.svc.http.post(f"/alliances/{alliance}/members", json={"institution_id": institution},
+                                headers=auth("institution_admin", institution=by))
+    assert r.status_code == 202, f"setup: a pending join: {r.status_code} {r.text[:300]}"
+
+
+async def c_asks_to_join_as_alliance(ctx: Ctx) -> Call:
+    """An alliance led by A that C asked to join; A (the lead) answers."""
+    alliance = await alliance_led_by(ctx, ctx.a)
+    await pending_join(ctx, alliance, ctx.c, by=ctx.c)
+    return Call(f"/alliances/{alliance}/join-requests/{ctx.c}/accept", {"role": "member"})
+
+
+async def c_invites_a_to_its_alliance(ctx: Ctx) -> Call:
+    """An alliance led by C, whose lead invited A; A answers."""
+    alliance = await alliance_led_by(ctx, ctx.c)
+    await pending_join(ctx, alliance, ctx.a, by=ctx.c)
+    return Call(f"/alliances/{alliance}/join-requests/{ctx.a}/accept")
+
+
+async def a_declines_cs_join_request(ctx: Ctx) -> Call:
+    """An alliance led by A that C asked to join; A declines."""
+    call = await c_asks_to_join_as_alliance(ctx)
+    return Call(call.url.replace("/accept", "/decline"))
+
+
+async def c_names_a_co_host(ctx: Ctx) -> Call:
+    """A base C's admin registered naming A as co-host; A confirms."""
+    base = (await ctx.call("POST", "/bases", json={**base_body(ctx.c), "host_institution_ids": [ctx.c, ctx.a]},
+                           headers=auth("institution_admin", institution=ctx.c))).json()
+    return Call(f"/bases/{base['id']}/cohosts/{ctx.a}/confirm")
+
+
+async def a_declines_to_co_host(ctx: Ctx) -> Call:
+    """A base C's admin registered naming A as co-host; A declines."""
+    call = await c_names_a_co_host(ctx)
+    return Call(call.url.replace("/confirm", "/decline"))
+
+
 REGISTRY = {
+    ("POST", "/institutions/{institution_id}/uscc-change-requests"): [
+        Scope("an institution's administrators ask for its USCC change; others learn nothing (404)",
+              a_asks_for_a_uscc_change, stranger=404)],
+    ("POST", "/alliances/{alliance_id}/join-requests/{institution_id}/accept"): [
+        Scope("the lead approves an institution's request to join", c_asks_to_join_as_alliance),
+        Scope("an institution accepts the lead's invitation", c_invites_a_to_its_alliance)],
+    ("POST", "/alliances/{alliance_id}/join-requests/{institution_id}/decline"): [
+        Scope("the lead (or the asker) declines a pending join", a_declines_cs_join_request)],
+    ("POST", "/bases/{base_id}/cohosts/{institution_id}/confirm"): [
+        Scope("a named co-host confirms for itself", c_names_a_co_host)],
+    ("POST", "/bases/{base_id}/cohosts/{institution_id}/decline"): [
+        Scope("a named co-host declines for itself", a_declines_to_co_host)],
     ("PATCH", "/institutions/{institution_id}"): [
         Scope("an institution is edited by its own administrators (and the office)", a_institution)],
     ("POST", "/certifications"): [
         Scope("an enterprise enters the pool by its own administrators", a_enters_the_pool)],
     ("POST", "/certifications/{certification_id}/steps"): [
-        Scope("apply and withdraw are the enterprise's own steps; the others are the office's", a_pooled_file)],
+        Scope("apply and withdraw are the enterprise's own steps; another institution's file is not even confirmed "
+              "to exist (404)", a_pooled_file, stranger=404)],
     ("POST", "/bases"): [Scope("a base is registered by an administrator of a host institution", a_hosts_a_new_base)],
     ("PATCH", "/bases/{base_id}"): [Scope("a base is edited by its hosts' administrators", a_base)],
     ("POST", "/bases/{base_id}/close"): [Scope("a base is closed by its hosts' administrators", a_base_to_close)],
@@ -253,9 +313,12 @@ REGISTRY = {
     ("POST", "/alliances/{alliance_id}/dissolve"): [
         Scope("only the lead dissolves an alliance", a_alliance_to_dissolve)],
     ("POST", "/mentors"): [Scope("a person joins the pool through their own institution", a_proposes_a_mentor)],
-    ("PATCH", "/mentors/{mentor_id}"): [Scope("a mentor is edited by their own institution", a_mentor)],
+    ("PATCH", "/mentors/{mentor_id}"): [
+        Scope("a mentor is edited by their own institution; an unconsented one is hidden from others (404)", a_mentor,
+              stranger=404)],
     ("POST", "/mentors/{mentor_id}/consent"): [
-        Scope("a mentor's consent is recorded by their own institution", a_mentor_consents)],
+        Scope("a mentor's consent is recorded by their own institution; others do not see the person (404)",
+              a_mentor_consents, stranger=404)],
 }
 
 
@@ -321,6 +384,11 @@ async def a_withdraws_its_proposal(ctx: Ctx) -> Call:
     return Call(f"/matches/{await match_between(ctx, ctx.a, ctx.c)}/withdraw")
 
 
+async def a_notes_progress(ctx: Ctx) -> Call:
+    """A's proposal on C's opportunity; A adds a progress note."""
+    return Call(f"/matches/{await match_between(ctx, ctx.a, ctx.c)}/notes", {"note": "第一次对接会已召开"})
+
+
 MATCHING = {
     ("POST", "/opportunities"): [Scope("an opportunity is posted by its own institution", a_posts_an_opportunity)],
     ("PATCH", "/opportunities/{opportunity_id}"): [
@@ -330,8 +398,12 @@ MATCHING = {
     ("POST", "/matches"): [Scope("a proposal is made by the proposing institution's own administrators",
                                  a_proposes_to_c)],
     ("POST", "/matches/{match_id}/{action}"): [
-        Scope("the recipient accepts or declines a proposal; outsiders cannot", a_accepts_cs_proposal),
-        Scope("the proposer withdraws its proposal; outsiders cannot", a_withdraws_its_proposal)],
+        Scope("the recipient accepts or declines a proposal; outsiders are told nothing (404, as on GET)",
+              a_accepts_cs_proposal, stranger=404),
+        Scope("the proposer withdraws its proposal; outsiders are told nothing (404, as on GET)",
+              a_withdraws_its_proposal, stranger=404)],
+    ("POST", "/matches/{match_id}/notes"): [
+        Scope("either side notes progress; outsiders are told nothing (404)", a_notes_progress, stranger=404)],
 }
 
 

@@ -28,6 +28,8 @@ from common.config import LOCAL_PG_PORT, ServiceSettings
 from common.service import Runtime, ensure_topics, topics_for
 
 ROOT = Path(__file__).resolve().parents[2]
+# Tests run with the development trust settings (public secret, no issuer); services refuse them without DEV_MODE.
+os.environ.setdefault("DEV_MODE", "true")
 BROKER = ROOT / "scripts" / "broker.py"
 PG = ROOT / "scripts" / "pg.py"
 # TEST_PG_URL points the tests at any PostgreSQL; by default they use the checkout's own server (scripts/pg.py).
@@ -164,6 +166,7 @@ async def run_service(
     """Start a service in-process against the real broker and database; stop it cleanly afterwards."""
     defaults = {"log_json": False, "outbox_sweep_seconds": 0.2, "consumer_backoff_seconds": 0.05,
                 "write_rate_per_second": 0,  # storms and benchmarks write fast with one token; the limiter has its test
+                "failed_auth_per_second": 0,  # authorisation matrices send many refused tokens; so has this limiter
                 "consumer_group_suffix": current_group_suffix.get()}
     settings = settings_cls(
         database_url=db_url, kafka_bootstrap_servers=broker.bootstrap, **{**defaults, **overrides},

@@ -94,6 +94,7 @@ def service_env(service: str, *, db_url: str, bootstrap: str, run_workers: bool,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, f"{prefix}_DATABASE_URL": db_url,
         "RUN_WORKERS": "true" if run_workers else "false", "LOG_LEVEL": "WARNING",
         f"{prefix}_RUN_MIGRATIONS": "true", "OUTBOX_SWEEP_SECONDS": "0.5", "WRITE_RATE_PER_SECOND": "0",
+        "DEV_MODE": "true",  # development tokens; a service outside development mode refuses them
     })
     env.update(extra)
     return env

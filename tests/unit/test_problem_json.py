@@ -114,13 +114,16 @@ async def test_extension_members_never_replace_the_standard_ones():
 async def test_a_caller_writing_too_fast_gets_429_with_retry_after_and_others_are_unaffected():
     app = FastAPI()
     install_problem_handlers(app)
-    app.add_middleware(HttpMiddleware, service="unit", max_body_bytes=1000, write_rate_per_second=1, write_burst=3)
+    from common.auth import TokenVerifier
+    from tests.support.harness import AUDIENCE, SECRET, token
+
+    verifier = TokenVerifier(secret=SECRET, algorithms=["HS256"], audience=AUDIENCE)
+    app.add_middleware(HttpMiddleware, service="unit", max_body_bytes=1000, write_rate_per_second=1, write_burst=3,
+                       verifier=verifier)
 
     @app.post("/things")
     async def create(body: Body):
         return body
-
-    from tests.support.harness import token
 
     fast, calm = {"Authorization": f"Bearer {token('member', sub='fast')}"}, {
         "Authorization": f"Bearer {token('member', sub='calm')}"}
@@ -138,3 +141,29 @@ async def test_a_deadlock_the_database_broke_is_a_409_to_retry_not_a_500(client)
     r = await client.post("/deadlock")
     body = is_problem(r, 409)
     assert "simultaneous change" in body["detail"] and r.headers["Retry-After"] == "1"
+async def test_a_value_out_of_range_found_in_arithmetic_is_422_not_500():
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/far")
+    async def far():
+        from datetime import datetime, timedelta
+
+        return datetime.max + timedelta(days=1)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+                                 base_url="http://u") as c:
+        body = is_problem(await c.get("/far"), 422)
+        assert "out of range" in body["detail"]
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_an_instant_with_no_utc_form_is_a_validation_error(text):
+    from pydantic import TypeAdapter, ValidationError
+
+    from common.values import UtcInstant
+
+    with pytest.raises(ValidationError, match="out of range"):
+        TypeAdapter(UtcInstant).validate_python(text)
+    utc = TypeAdapter(UtcInstant).validate_python("2026-01-01T08:00:00+08:00")
+    assert utc.isoformat() == "2026-01-01T00:00:00+00:00"

@@ -13,7 +13,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from common.errors import Forbidden, Unauthorized
+from common.errors import Forbidden, IdentityProviderUnavailable, Unauthorized
 
 
 class Role(StrEnum):
@@ -96,12 +96,20 @@ class TokenVerifier:
             raise Unauthorized("token has expired") from exc
         except jwt.InvalidAudienceError as exc:
             raise Unauthorized("token audience is not this platform") from exc
+        except jwt.PyJWKClientConnectionError as exc:
+            raise IdentityProviderUnavailable(
+                "the identity provider's signing keys cannot be fetched; retry shortly", retry_after=5) from exc
+        except jwt.PyJWKClientError as exc:  # e.g. no key with the token's kid
+            raise Unauthorized(f"invalid token: {exc}") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
-        roles = claims.get("roles") or []
+        roles = claims.get("roles")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthorized("claim 'roles' must be a list of strings")
         inst = claims.get("institution_id")
+        malformed = malformed_claims(roles, inst)
+        if malformed:
+            raise Unauthorized(f"malformed token: {malformed}")
         principal = Principal(
             sub=str(claims["sub"]), roles=frozenset(roles), institution_id=str(inst) if inst else None,
             name=claims.get("name"),
@@ -109,15 +117,36 @@ class TokenVerifier:
         return principal, float(claims["exp"])
 
 
+KNOWN_ROLES = frozenset(r.value for r in Role)
+# Roles that only make sense on behalf of one institution: a token carrying one without `institution_id` is malformed.
+INSTITUTION_BOUND_ROLES = frozenset({Role.INSTITUTION_ADMIN.value})
+
+
+def malformed_claims(roles: list[str], institution_id: object) -> str | None:
+    """Why a token's roles and institution cannot describe a caller (None when they can): no role, an unknown role, or
+    an institution-bound role without the institution."""
+    if not roles:
+        return "it carries no role"
+    unknown = sorted(set(roles) - KNOWN_ROLES)
+    if unknown:
+        return f"unknown role(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(KNOWN_ROLES))}"
+    bound = sorted(INSTITUTION_BOUND_ROLES & set(roles))
+    if bound and not institution_id:
+        return f"role {bound[0]!r} needs an 'institution_id' claim"
+    return None
+
+
 def mint_token(
     *, secret: str, sub: str, roles: list[str], institution_id: str | None = None, audience: str = "cjrh-platform",
-    ttl_seconds: int = 8 * 3600, name: str | None = None,
+    ttl_seconds: int = 8 * 3600, name: str | None = None, issuer: str | None = None,
 ) -> str:
     """Issue an HS256 development token (never used in production, where an OpenID provider issues tokens)."""
     now = int(time.time())
     claims = {
         "sub": sub, "roles": roles, "aud": audience, "iat": now, "exp": now + ttl_seconds, "jti": str(uuid.uuid4()),
     }
+    if issuer:
+        claims["iss"] = issuer
     if institution_id:
         claims["institution_id"] = institution_id
     if name:
@@ -125,6 +154,7 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+VERIFIED = "cjrh.verified"  # ASGI scope key: (token, Principal) once HttpMiddleware has verified the token
 _bearer = HTTPBearer(auto_error=False, description="A JWT with claims sub, roles, institution_id")
 
 
@@ -137,17 +167,25 @@ def _verifier(request: Request) -> TokenVerifier:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
+def _verified(request: Request, token: str) -> Principal:
+    """The caller a token names, reusing the verdict HttpMiddleware reached on the same token for this request."""
+    seen = request.scope.get(VERIFIED)
+    if seen is not None and seen[0] == token:
+        return seen[1]
+    return _verifier(request).verify(token)
+
+
 def _authenticated(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
     if creds is None:
         raise Unauthorized("this operation needs a bearer token")
-    return _verifier(request).verify(creds.credentials)
+    return _verified(request, creds.credentials)
 
 
 async def optional_principal(request: Request, creds: Credentials) -> Principal | None:
     """The caller if a bearer token was sent (it must then be valid), else None for anonymous reads."""
     if creds is None:
         return None
-    return _verifier(request).verify(creds.credentials)
+    return _verified(request, creds.credentials)
 
 
 async def current_principal(request: Request, creds: Credentials) -> Principal:
@@ -203,10 +241,13 @@ def main() -> None:
     parser.add_argument("--sub", default=None)
     parser.add_argument("--ttl", type=int, default=8 * 3600)
     args = parser.parse_args()
+    if (why := malformed_claims(args.role, args.institution)) is not None:
+        parser.error(f"the services would refuse this token: {why} (add --institution ID)")
     settings: BaseSettings = ServiceSettings()
     print(mint_token(
         secret=settings.jwt_secret, sub=args.sub or f"dev-{uuid.uuid4().hex[:8]}", roles=args.role,
         institution_id=args.institution, audience=settings.jwt_audience, ttl_seconds=args.ttl,
+        issuer=settings.jwt_issuer,
     ))
 
 

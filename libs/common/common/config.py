@@ -9,6 +9,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # the tests and the benchmarks share; each service has its own database on it, named after the service.
 LOCAL_PG_PORT = 55432
 LOCAL_PG_URL = f"postgresql+asyncpg://postgres:postgres@127.0.0.1:{LOCAL_PG_PORT}"
+# The development defaults are public (they are in this repository): they serve `make run`, tests, benches and load
+# runs, which set DEV_MODE=true, and never a deployment.
+DEV_JWT_SECRET = "dev-secret-change-me-please-32-bytes!"  # noqa: S105 (public on purpose; refused in production)
+DEV_JWT_AUDIENCE = "cjrh-platform"
+MIN_SECRET_BYTES = 32
+
+
+class InsecureSettings(ValueError):
+    """A service outside development mode was configured with what only development may use."""
 
 
 def _shared(name: str, default, **kw):
@@ -35,9 +44,12 @@ class ServiceSettings(BaseSettings):
     event_type_prefix: str = _shared("EVENT_TYPE_PREFIX", "cn.gov.sh.cjrh")
     event_source_base: str = _shared("EVENT_SOURCE_BASE", "//platform.cjrh.sh.cn")
 
-    jwt_secret: str = _shared("JWT_SECRET", "dev-secret-change-me-please-32-bytes!")
+    # Development mode (DEV_MODE=true) admits the public development secret, any issuer and the default audience;
+    # without it a service refuses to start unless tokens are pinned to an issuer, an audience and a real key.
+    dev_mode: bool = _shared("DEV_MODE", False)
+    jwt_secret: str = _shared("JWT_SECRET", DEV_JWT_SECRET)
     jwt_algorithms: list[str] = _shared("JWT_ALGORITHMS", ["HS256"])
-    jwt_audience: str = _shared("JWT_AUDIENCE", "cjrh-platform")
+    jwt_audience: str | None = _shared("JWT_AUDIENCE", None)
     jwt_issuer: str | None = _shared("JWT_ISSUER", None)
     jwks_url: str | None = _shared("JWKS_URL", None)
 
@@ -55,8 +67,43 @@ class ServiceSettings(BaseSettings):
     log_level: str = _shared("LOG_LEVEL", "INFO")
     log_json: bool = _shared("LOG_JSON", True)
     max_body_bytes: int = _shared("MAX_BODY_BYTES", 1_048_576)
-    write_rate_per_second: float = _shared("WRITE_RATE_PER_SECOND", 100.0)  # per caller and process; 0 turns it off
+    # writes per verified caller (anonymous ones per address) and process; 0 turns it off
+    write_rate_per_second: float = _shared("WRITE_RATE_PER_SECOND", 100.0)
     write_burst: int = _shared("WRITE_BURST", 200)
+    # Requests whose bearer token fails verification, per client address and process; 0 turns it off.
+    failed_auth_per_second: float = _shared("FAILED_AUTH_PER_SECOND", 5.0)
+    failed_auth_burst: int = _shared("FAILED_AUTH_BURST", 50)
+
+    @model_validator(mode="after")
+    def _refuse_development_trust_outside_development(self):
+        """Outside development mode: an issuer, an audience and a JWKS URL or a non-default secret, or no start."""
+        if self.dev_mode:
+            if self.jwt_audience is None:
+                self.jwt_audience = DEV_JWT_AUDIENCE
+            return self
+        problems = self.production_problems()
+        if problems:
+            raise InsecureSettings(
+                "refusing to start outside development mode (set DEV_MODE=true only on a development machine): "
+                + "; ".join(problems))
+        return self
+
+    def production_problems(self) -> list[str]:
+        """What this configuration lacks to verify tokens safely in production (empty when nothing)."""
+        problems = []
+        if not self.jwt_issuer:
+            problems.append("JWT_ISSUER is not set (tokens from any issuer would be accepted)")
+        if not self.jwt_audience:
+            problems.append("JWT_AUDIENCE is not set")
+        shared_key = any(a.upper().startswith("HS") for a in self.jwt_algorithms)
+        if shared_key:
+            if self.jwt_secret == DEV_JWT_SECRET:
+                problems.append("JWT_SECRET is the public development secret")
+            elif len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+                problems.append(f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")
+        elif not self.jwks_url:
+            problems.append("neither JWKS_URL nor an HS* algorithm with JWT_SECRET is configured")
+        return problems
 
     # OpenTelemetry's standard variables that decide whether this process traces at all (common.tracing); the SDK
     # reads the others itself (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_*).

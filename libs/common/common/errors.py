@@ -81,6 +81,12 @@ class Forbidden(DomainError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
+class IdentityProviderUnavailable(DomainError):
+    """The OpenID provider's signing keys could not be fetched: the token can be neither accepted nor refused."""
+
+    status, slug, title = 503, "identity-provider-unavailable", "Identity provider unavailable"
+
+
 class PayloadTooLarge(DomainError):
     """The request body is over the configured limit."""
 
@@ -142,6 +148,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.warning("database unavailable: %r", exc)
             return problem(503, "the database is unavailable; retry shortly", slug="unavailable",
                            headers={"Retry-After": "2"}, instance=request.url.path)
+        if isinstance(exc, OverflowError):  # a date or number no validator bounded, met in arithmetic or conversion
+            log.info("a value was out of range: %r", exc)
+            return problem(422, "a date or number in the request is out of range", slug="unprocessable",
+                           title="Unprocessable content", instance=request.url.path)
         state = sqlstate(exc) or ""
         if isinstance(exc, DataError) or state.startswith("22"):
             log.info("database refused a value: %r", exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import sys
@@ -12,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common import tracing
+from common.auth import VERIFIED, TokenVerifier
 from common.context import correlation_id_var, event_id_var
-from common.errors import problem
+from common.errors import DomainError, problem
 from common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger("common.observability")
@@ -107,32 +106,33 @@ class WriteRateLimiter:
         return (1.0 - tokens) / self.rate
 
 
-def caller_key(scope: Scope, headers: dict[bytes, bytes]) -> str:
-    """Who is calling, for rate limiting: the token's subject (unverified; auth checks it) or the client address."""
+def bearer_token(headers: dict[bytes, bytes]) -> str | None:
+    """The bearer token of a request's Authorization header, if it has one."""
     auth = headers.get(b"authorization", b"")
-    if auth[:7].lower() == b"bearer ":
-        parts = auth[7:].split(b".")
-        if len(parts) == 3:
-            try:
-                padded = parts[1] + b"=" * (-len(parts[1]) % 4)
-                sub = orjson.loads(base64.urlsafe_b64decode(padded)).get("sub")
-                if isinstance(sub, str):
-                    return f"sub:{sub}"
-            except (ValueError, orjson.JSONDecodeError, AttributeError):
-                pass
+    if auth[:7].lower() != b"bearer ":
+        return None
+    return auth[7:].strip().decode("latin-1") or None
+
+
+def client_address(scope: Scope) -> str:
+    """The client's address as the server saw it (behind a proxy, the one uvicorn's --proxy-headers trusted)."""
     client = scope.get("client")
-    return f"ip:{client[0] if client else 'unknown'}"
+    return client[0] if client else "unknown"
 
 
 class HttpMiddleware:
-    """Pure-ASGI middleware: correlation id, request metrics by route, body-size limit (413), write rate limit (429)."""
+    """Pure-ASGI middleware: correlation id, request metrics by route, body-size limit (413), write rate limit per
+    verified caller and failed-authentication limit per client address (429)."""
 
     def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int, write_rate_per_second: float = 0.0,
-                 write_burst: int = 1) -> None:
+                 write_burst: int = 1, verifier: TokenVerifier | None = None,
+                 failed_auth_per_second: float = 0.0, failed_auth_burst: int = 1) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.verifier = verifier
         self.limiter = WriteRateLimiter(write_rate_per_second, write_burst)
+        self.failed_auth = WriteRateLimiter(failed_auth_per_second, failed_auth_burst)
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled metrics, looked up once each
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -155,16 +155,12 @@ class HttpMiddleware:
             correlation_id_var.reset(token)
             return
 
-        if scope.get("method") in WRITE_METHODS:
-            wait = self.limiter.retry_after(caller_key(scope, headers))
-            if wait > 0:
-                seconds = max(1, math.ceil(wait))
-                resp = problem(429, f"too many writes from this caller; retry in {seconds} s", slug="rate-limited",
-                               title="Too many requests", headers={"Retry-After": str(seconds)})
-                await resp(scope, receive, send)
-                self._observe(scope, 429, start)
-                correlation_id_var.reset(token)
-                return
+        refusal = self._admit(scope, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            self._observe(scope, refusal.status_code, start)
+            correlation_id_var.reset(token)
+            return
 
         received = 0
         limit = self.max_body_bytes
@@ -197,6 +193,33 @@ class HttpMiddleware:
             self._observe(scope, status["code"], start)
             correlation_id_var.reset(token)
 
+    def _admit(self, scope: Scope, headers: dict[bytes, bytes]):
+        """A refusal (401 or 429) when the request may not proceed, else None. A bearer token is verified here, before
+        anything in it is trusted, on every route: a token that fails is answered 401 (a token that is sent must be
+        valid) and counted against the client address in a bucket of its own (429 once it is empty), so forged tokens
+        naming someone else never spend that someone's budget. Writes are counted against the verified principal
+        (anonymous writes against the address). The route's authentication dependency reuses the verdict."""
+        bearer = bearer_token(headers) if self.verifier is not None else None
+        principal = None
+        if bearer is not None:
+            try:
+                principal = self.verifier.verify(bearer)
+            except DomainError as exc:
+                if exc.status != 401:  # the identity provider is away: not the caller's failure
+                    return problem(exc.status, exc.detail, slug=exc.slug, title=exc.title,
+                                   headers={"Retry-After": "5"})
+                wait = self.failed_auth.retry_after(f"ip:{client_address(scope)}")
+                if wait > 0:
+                    return _too_many(wait, "failed authentications from this address")
+                return problem(exc.status, exc.detail, slug=exc.slug, title=exc.title, instance=scope.get("path"))
+            scope[VERIFIED] = (bearer, principal)
+        if scope.get("method") in WRITE_METHODS:
+            caller = f"sub:{principal.sub}" if principal is not None else f"ip:{client_address(scope)}"
+            wait = self.limiter.retry_after(caller)
+            if wait > 0:
+                return _too_many(wait, "writes from this caller")
+        return None
+
     def _observe(self, scope: Scope, code: int, start: float) -> None:
         route = scope.get("route")
         path = getattr(route, "path", None) or ("unmatched" if code == 404 else "other")
@@ -207,6 +230,12 @@ class HttpMiddleware:
                                           HTTP_LATENCY.labels(self.service, key[0], path))
         series[0].inc()
         series[1].observe(time.perf_counter() - start)
+
+
+def _too_many(wait: float, what: str):
+    seconds = max(1, math.ceil(wait))
+    return problem(429, f"too many {what}; retry in {seconds} s", slug="rate-limited", title="Too many requests",
+                   headers={"Retry-After": str(seconds)})
 
 
 async def _close_all(closers: list[Callable[[], Awaitable[Any]]]) -> None:

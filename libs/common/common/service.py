@@ -318,7 +318,8 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         app.add_middleware(ServedUnder, root_path=s.root_path.rstrip("/"))
     app.add_middleware(
         HttpMiddleware, service=s.service_name, max_body_bytes=s.max_body_bytes,
-        write_rate_per_second=s.write_rate_per_second, write_burst=s.write_burst,
+        write_rate_per_second=s.write_rate_per_second, write_burst=s.write_burst, verifier=app.state.verifier,
+        failed_auth_per_second=s.failed_auth_per_second, failed_auth_burst=s.failed_auth_burst,
     )
     if tracing.enabled:  # outermost, so the request's span covers everything; absent (no cost at all) when off
         app.add_middleware(tracing.TracingMiddleware, service=s.service_name)

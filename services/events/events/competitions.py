@@ -3,8 +3,6 @@ scoring, rankings, scoreboard freeze, awards and published results."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from datetime import datetime
 
@@ -15,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal, Role
 from common.errors import Conflict, Forbidden, InvalidTransition, NotFound, Unprocessable
 from common.outbox import EventStager
+from common.spreadsheet import csv_from_dicts
 from events import contracts as c
 from events import domain
 from events.domain import ActivityKind, ActivityStatus, AwardTier, Criterion, ParticipantKind, RegistrationStatus
@@ -290,11 +289,12 @@ async def _relations(session: AsyncSession) -> tuple[dict[str, str | None], list
     return succ, alliances
 
 
-async def conflict_for(session: AsyncSession, judge: JudgeAssignment, team: Team) -> str | None:
-    """Why this judge may not score this team, or None."""
+async def conflict_for(session: AsyncSession, judge: JudgeAssignment, team: Team, actor: Principal) -> str | None:
+    """Why this judge may not score this team (by the organiser's and the judge's own token's institution), or None."""
     succ, alliances = await _relations(session)
-    return domain.conflict_of_interest(judge_institution=judge.institution_id, team_institutions=[team.institution_id],
-                                       successor_of=succ, alliances=alliances)
+    return domain.conflict_of_interest(
+        judge_institutions=domain.judge_affiliations(assigned=judge.institution_id, token=actor.institution_id),
+        team_institutions=[team.institution_id], successor_of=succ, alliances=alliances)
 
 
 async def judging_view(*, session: AsyncSession, activity_id: str, actor: Principal) -> list[dict]:
@@ -312,7 +312,8 @@ async def judging_view(*, session: AsyncSession, activity_id: str, actor: Princi
         mine = {s.team_id: s for s in (await session.execute(select(Score).where(
             Score.track_id == ja.track_id, Score.judge_id == actor.sub))).scalars().all()}
         for team, sub in rows:
-            why = domain.conflict_of_interest(judge_institution=ja.institution_id,
+            why = domain.conflict_of_interest(judge_institutions=domain.judge_affiliations(
+                                                  assigned=ja.institution_id, token=actor.institution_id),
                                               team_institutions=[team.institution_id], successor_of=succ,
                                               alliances=alliances)
             out.append({
@@ -339,7 +340,7 @@ async def score(
             JudgeAssignment.track_id == team.track_id, JudgeAssignment.judge_id == actor.sub))).scalar_one_or_none()
         if ja is None:
             raise Forbidden("you are not a judge of this team's track")
-        why = await conflict_for(session, ja, team)
+        why = await conflict_for(session, ja, team, actor)
         if why is not None:
             raise Forbidden(f"conflict of interest: {why}", reason="conflict-of-interest")
         act = await session.get(Activity, team.activity_id)
@@ -465,10 +466,6 @@ async def open_results(*, session: AsyncSession, activity_id: str) -> tuple[Acti
 
 
 def results_csv(results: list[dict]) -> str:
-    """Results as CSV (UTF-8 with BOM so spreadsheet software reads the Chinese names)."""
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    w = csv.DictWriter(buf, fieldnames=OPEN_DATA_FIELDS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(results)
-    return buf.getvalue()
+    """Results as CSV (UTF-8 with BOM so spreadsheet software reads the Chinese names; team and institution names that
+    would start a formula neutralised)."""
+    return csv_from_dicts(OPEN_DATA_FIELDS, results)

@@ -146,6 +146,15 @@ def registration_open_for(status: ActivityStatus | str) -> None:
         )
 
 
+def check_participant_kind(activity_kind: ActivityKind | str, participant_kind: ParticipantKind | str) -> None:
+    """A competition takes teams only (its capacity counts teams); other activities take people and institutions."""
+    if ActivityKind(activity_kind) == ActivityKind.COMPETITION and ParticipantKind(participant_kind) != \
+            ParticipantKind.TEAM:
+        raise Unprocessable(
+            f"a competition takes teams only, not a registration as {ParticipantKind(participant_kind).value}: form a "
+            "team (POST /activities/{id}/teams) or join one with its code", participant_kind="team")
+
+
 def withdrawable(status: RegistrationStatus | str) -> bool:
     """A registration can be withdrawn while it is active."""
     return RegistrationStatus(status) in ACTIVE
@@ -321,13 +330,27 @@ def lineage(institution_id: str, successor_of: Mapping[str, str | None]) -> set[
     return related
 
 
+def judge_affiliations(*, assigned: str | None, token: str | None) -> list[str]:
+    """Every institution a judge is known to belong to: the one the organiser gave when assigning them and the one in
+    their own verified token (either may be missing; both count when they differ)."""
+    return [i for i in dict.fromkeys((assigned, token)) if i]
+
+
 def conflict_of_interest(
-    *, judge_institution: str | None, team_institutions: Iterable[str],
+    *, judge_institutions: Iterable[str], team_institutions: Iterable[str],
     successor_of: Mapping[str, str | None], alliances: Iterable[tuple[str, set[str]]],
 ) -> str | None:
-    """Why a judge may not score a team (same institution, merger lineage, shared alliance), or None."""
-    if judge_institution is None:
-        return None
+    """Why a judge may not score a team (same institution, merger lineage, shared alliance, for any of the judge's
+    institutions), or None."""
+    for judge_institution in judge_institutions:
+        why = _conflict(judge_institution, team_institutions, successor_of, alliances)
+        if why is not None:
+            return why
+    return None
+
+
+def _conflict(judge_institution: str, team_institutions: Iterable[str], successor_of: Mapping[str, str | None],
+              alliances: Iterable[tuple[str, set[str]]]) -> str | None:
     mine = lineage(judge_institution, successor_of)
     for team_inst in set(team_institutions):
         if team_inst == judge_institution:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from common.values import utc_instant
 from events.domain import ActivityKind, ActivityStatus, Audience, ParticipantKind
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -18,7 +19,11 @@ def _shanghai(value: datetime) -> datetime:
     """Naive times are Shanghai wall-clock times; everything is shown in Asia/Shanghai."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=SHANGHAI)
-    return value.astimezone(SHANGHAI)
+    utc_instant(value)  # 422, not a 500 later, for a time with no UTC form (0001-01-01T00:00+08:00)
+    try:
+        return value.astimezone(SHANGHAI)
+    except OverflowError:
+        raise ValueError("the time is out of range in Asia/Shanghai") from None
 
 
 LocalTime = Annotated[datetime, AfterValidator(_shanghai)]

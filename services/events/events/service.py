@@ -8,7 +8,8 @@ from collections import defaultdict
 from datetime import datetime
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, cast, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -121,7 +122,9 @@ async def list_activities(
         stmt = stmt.where(Activity.organiser_id == organiser_id)
     if viewer is None or not viewer.is_office:
         own = viewer.institution_id if viewer is not None and viewer.has(Role.INSTITUTION_ADMIN) else None
-        stmt = stmt.where(or_(Activity.status != ActivityStatus.DRAFT.value, Activity.organiser_id == own)
+        # can_manage in SQL: a draft is listed to the admins of its organiser and of its co-organisers, as GET shows it
+        managed = or_(Activity.organiser_id == own, cast(Activity.co_organiser_ids, JSONB).contains([own]))
+        stmt = stmt.where(or_(Activity.status != ActivityStatus.DRAFT.value, managed)
                           if own else Activity.status != ActivityStatus.DRAFT.value)
     return list((await session.execute(stmt.order_by(Activity.starts_at, Activity.id).limit(limit))).scalars().all())
 
@@ -472,6 +475,24 @@ async def _register_new(
     return reg, True, done.queue_position
 
 
+# An activity's kind never changes once created, so each process remembers it: the fast registration path learns
+# whether an activity is a competition without a round trip after the first registration.
+_KINDS: dict[str, str] = {}
+
+
+async def _activity_kind(session: AsyncSession, activity_id: str) -> str | None:
+    """The activity's kind (None if there is no such activity), remembered per process."""
+    kind = _KINDS.get(activity_id)
+    if kind is None:
+        async with session.begin():
+            kind = (await session.execute(select(Activity.kind).where(Activity.id == activity_id))).scalar()
+        if kind is not None:
+            if len(_KINDS) > 100_000:
+                _KINDS.clear()
+            _KINDS[activity_id] = kind
+    return kind
+
+
 def _registrant(data: RegistrationCreate, actor: Principal) -> tuple[str, str | None] | None:
     """The participant key and institution of a registration the actor may make, or None if they may not."""
     if data.participant_kind == ParticipantKind.INSTITUTION:
@@ -494,6 +515,8 @@ async def register(
     Returns (registration, created, queue position). The allowed request to an open pool takes the fast path; every
     refusal (and its order: 404 before 409 before 403) comes from the full path below."""
     allowed = _registrant(data, actor)
+    if allowed is not None and await _activity_kind(session, activity_id) == domain.ActivityKind.COMPETITION:
+        allowed = None  # a competition takes teams only: the full path refuses with the reason
     if allowed is not None:
         key = allowed[0]
         try:
@@ -507,6 +530,7 @@ async def register(
         async with session.begin():
             act = await get_activity(session=session, activity_id=activity_id, viewer=actor)
             domain.registration_open_for(act.status)
+            domain.check_participant_kind(act.kind, data.participant_kind)
             if data.session_id:
                 sess = await session.get(ActivitySession, data.session_id)
                 if sess is None or sess.activity_id != act.id:

@@ -27,6 +27,7 @@ from matching.schemas import (
     ParticipantResult,
     PlacementRoundCreate,
     PlacementRoundPublic,
+    ProgressNote,
     RecommendationList,
 )
 
@@ -102,7 +103,7 @@ async def list_opportunities(
     session: SessionDep, viewer: OptionalPrincipal, status: str | None = None, kind: str | None = None,
     direction: str | None = None, institution_id: str | None = None, district: str | None = None,
     industry: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Page:
     """Opportunities and offers by status, kind, direction, institution, district or industry."""
     rows, total = await service.list_opportunities(
@@ -171,12 +172,19 @@ async def get_match(match_id: str, session: SessionDep, viewer: CurrentPrincipal
     return await service.get_match(session=session, match_id=match_id, viewer=viewer)
 
 
+@matches.post("/{match_id}/notes", response_model=MatchPublic)
+async def add_progress_note(match_id: str, body: ProgressNote, session: SessionDep, actor: Writer):
+    """Add a note to the match's progress log (either side's administrators or the office; both sides read it)."""
+    return await service.add_progress_note(session=session, match_id=match_id, note=body.note, actor=actor)
+
+
 @matches.post("/{match_id}/{action}", response_model=MatchPublic)
 async def act_on_match(
     match_id: str, action: Literal["accept", "decline", "withdraw", "agree", "start", "complete", "cancel"],
     session: SessionDep, runtime: RuntimeDep, actor: Writer, body: MatchAction | None = None,
 ):
-    """Move a match on: accept/decline (recipient), withdraw (proposer), agree/start/complete/cancel (either side).
+    """Move a match on: accept/decline (recipient), withdraw (proposer), agree/start/complete/cancel (either side);
+    the step and its note join the progress log. Outsiders get 404, as on GET.
 
     A repeat of the action that brought the match to its status (accepting an accepted match, also when sent several
     times at once) answers 200 with the match as it is and publishes nothing; any other action the status does not
@@ -184,7 +192,7 @@ async def act_on_match(
     """
     outcomes = body.outcomes.model_dump() if body and body.outcomes else None
     return await service.act_on_match(session=session, stager=runtime.stager, match_id=match_id, action=action,
-                                      actor=actor, outcomes=outcomes)
+                                      actor=actor, outcomes=outcomes, note=body.note if body else "")
 
 
 @reports.post("/maintenance/expire", tags=["operations"])
@@ -195,7 +203,7 @@ async def expire_now(runtime: RuntimeDep, _office: Office) -> dict[str, int]:
 
 @reports.get("/outcomes", response_model=list[OutcomeRow])
 async def outcomes(session: SessionDep, by: Literal["institution", "industry", "district"] = "institution",
-                   year: int | None = None) -> list[dict]:
+                   year: Annotated[int | None, Query(ge=2000, le=2100)] = None) -> list[dict]:
     """Collaboration outcome figures per institution (merged ones counted under successors), industry or district."""
     return await service.outcome_figures(session=session, by=by, year=year)
 

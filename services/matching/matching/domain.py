@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from common.errors import InvalidTransition, Unprocessable
+from common.auth import Principal
+from common.errors import Conflict, InvalidTransition, Unprocessable
 
 
 class OpportunityKind(StrEnum):
@@ -257,3 +258,31 @@ def uscc_is_valid(code: str) -> bool:
         return False
     total = sum(USCC_CHARSET.index(ch) * w for ch, w in zip(code[:17], USCC_WEIGHTS))
     return code[17] == USCC_CHARSET[(31 - total % 31) % 31]
+
+
+# ---------------------------------------------------------------- who sees a match, seats, the progress log
+
+def match_visible(viewer: Principal, *, from_institution_id: str, to_institution_id: str) -> bool:
+    """The one rule for reading a match (list, detail, and before any action): the office and the people of its two
+    institutions. Everyone else is told nothing, not even that it exists (404)."""
+    return viewer.is_office or (viewer.institution_id is not None
+                                and viewer.institution_id in (from_institution_id, to_institution_id))
+
+
+def check_seats(*, requested: int, capacity: int, taken: int) -> None:
+    """Seats asked for must fit in what the opportunity has left (taken: seats of accepted and later matches)."""
+    left = max(0, capacity - taken)
+    if requested > left:
+        raise Conflict(f"{requested} seats asked for but the opportunity has {left} of {capacity} left",
+                       seats_left=left, capacity=capacity)
+
+
+OFFICE_LABEL = "上海市产教融合办公室 (office)"
+
+
+def progress_entry(*, actor: Principal, action: str, status: str, note: str, at: datetime) -> dict[str, object]:
+    """One entry of a match's progress log (长效跟踪): what happened, the note, who (their institution, or the office)
+    and when."""
+    return {"at": at.isoformat(), "action": action, "status": status, "note": note,
+            "by": OFFICE_LABEL if actor.is_office else (actor.name or actor.sub),
+            "by_institution_id": None if actor.is_office else actor.institution_id}

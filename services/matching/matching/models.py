@@ -98,6 +98,8 @@ class Match(Table, table=True):
     industries: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     district: str | None = Field(default=None, max_length=30)
     outcomes: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # the progress log (长效跟踪): every step and note, who and when, readable by both sides
+    progress: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     proposed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

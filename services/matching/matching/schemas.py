@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from common.values import utc_instant
 from matching.domain import DISTRICTS, Direction, OpportunityKind
 
 
@@ -37,6 +38,8 @@ class OpportunityBase(BaseModel):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("deadline needs a time zone (e.g. 2026-12-31T18:00:00+08:00)")
+        if v is not None:
+            utc_instant(v)  # 422 for a deadline with no UTC form (9999-12-31T23:59:59-01:00), not a 500 later
         return v
 
 
@@ -148,10 +151,27 @@ class Outcomes(BaseModel):
 
 
 class MatchAction(BaseModel):
-    """Optional body of a match action (outcomes when completing, a note otherwise)."""
+    """Optional body of a match action: outcomes when completing, and a note for the progress log."""
 
     outcomes: Outcomes | None = None
     note: str = Field(default="", max_length=2000)
+
+
+class ProgressNote(BaseModel):
+    """A note for a match's progress log, without a change of status (long-term tracking, 长效跟踪)."""
+
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class ProgressEntry(BaseModel):
+    """One entry of a match's progress log."""
+
+    at: datetime
+    action: str
+    status: str
+    note: str
+    by: str = Field(description="who: the person (name or subject) or, for office staff, the office")
+    by_institution_id: str | None
 
 
 class MatchPublic(BaseModel):
@@ -168,6 +188,7 @@ class MatchPublic(BaseModel):
     seats: int
     message: str
     outcomes: dict | None
+    progress: list[ProgressEntry] = []
     expires_at: datetime | None
     proposed_at: datetime
     decided_at: datetime | None

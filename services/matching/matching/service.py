@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 import uuid
 from collections import defaultdict
@@ -16,6 +14,7 @@ from common.auth import Principal
 from common.db import utcnow
 from common.errors import Conflict, Forbidden, NotFound, Unprocessable
 from common.outbox import EventStager
+from common.spreadsheet import csv_from_dicts
 from matching import placement
 from matching.contracts import (
     MATCH_EVENTS,
@@ -44,11 +43,14 @@ from matching.domain import (
     Side,
     check_opening,
     check_pending_cap,
+    check_seats,
     expiry_time,
     is_past_deadline,
     match_next,
     match_repeated,
+    match_visible,
     opportunity_next,
+    progress_entry,
     resolve_successor,
 )
 from matching.models import InstitutionView, Match, Opportunity, PlacementRound
@@ -117,7 +119,8 @@ async def _open(session: AsyncSession, stager: EventStager, opp: Opportunity) ->
 async def update_opportunity(
     *, session: AsyncSession, stager: EventStager, opportunity_id: str, data: OpportunityUpdate, actor: Principal,
 ) -> Opportunity:
-    """Edit a draft or open opportunity; an open one announces the change."""
+    """Edit a draft or open opportunity; an open one announces the change. Its capacity never drops below the seats
+    accepted matches hold (checked under its row lock, like an acceptance)."""
     async with session.begin():
         opp = await get_opportunity(session=session, opportunity_id=opportunity_id, lock=True)
         _require_acts_for(actor, opp.institution_id, "edit this opportunity")
@@ -125,6 +128,11 @@ async def update_opportunity(
         changes = data.model_dump(exclude_unset=True)
         if not changes:
             return opp
+        if changes.get("capacity") is not None:
+            taken = (await seats_taken(session=session, opportunity_ids=[opp.id])).get(opp.id, 0)
+            if changes["capacity"] < taken:
+                raise Conflict(f"{taken} seats are already held by accepted matches; the capacity cannot drop to "
+                               f"{changes['capacity']}", seats_taken=taken)
         for k, v in changes.items():
             setattr(opp, k, v)
         opp.tokens = tokenize(opp.title_zh, opp.description_zh, " ".join(opp.skills))
@@ -324,10 +332,12 @@ async def propose_match(
         raise Unprocessable("say which institution proposes (from_institution_id)")
     _require_acts_for(actor, from_id, "propose on its behalf")
     async with session.begin():
-        opp = await get_opportunity(session=session, opportunity_id=data.opportunity_id)
+        opp = await get_opportunity(session=session, opportunity_id=data.opportunity_id, lock=True)
         if opp.status != OpportunityStatus.OPEN:
             raise Conflict(f"opportunity {opp.id} is {opp.status}; proposals need an open opportunity",
                            current_status=opp.status)
+        taken = (await seats_taken(session=session, opportunity_ids=[opp.id])).get(opp.id, 0)
+        check_seats(requested=data.seats, capacity=opp.capacity, taken=taken)
         now = utcnow()
         if is_past_deadline(deadline=opp.deadline, now=now):
             raise Conflict(f"opportunity {opp.id} passed its deadline")
@@ -362,6 +372,8 @@ async def propose_match(
             district=opp.district, proposed_at=now,
             expires_at=expiry_time(proposed_at=now, ttl=ttl, opportunity_deadline=opp.deadline),
             created_by=actor_label(actor), updated_at=now,
+            progress=[progress_entry(actor=actor, action="propose", status=MatchStatus.PROPOSED.value,
+                                     note=data.message, at=now)],
         )
         session.add(m)
         await session.flush()
@@ -369,11 +381,11 @@ async def propose_match(
     return m
 
 
-async def get_match(*, session: AsyncSession, match_id: str, viewer: Principal) -> Match:
-    """One match, visible to its two institutions and the office."""
-    m = await session.get(Match, match_id)
-    if m is None or not (viewer.acts_for(m.from_institution_id) or viewer.acts_for(m.to_institution_id)
-                         or (viewer.institution_id in (m.from_institution_id, m.to_institution_id))):
+async def get_match(*, session: AsyncSession, match_id: str, viewer: Principal, for_update: bool = False) -> Match:
+    """One match, if the viewer may see it (`match_visible`); 404 otherwise, for reads and actions alike."""
+    m = await session.get(Match, match_id, with_for_update=for_update)
+    if m is None or not match_visible(viewer, from_institution_id=m.from_institution_id,
+                                      to_institution_id=m.to_institution_id):
         raise NotFound(f"no match {match_id} visible to you")
     return m
 
@@ -382,7 +394,7 @@ async def list_matches(*, session: AsyncSession, viewer: Principal, status: str 
                        opportunity_id: str | None = None) -> list[Match]:
     """Matches the caller may see: all for the office, else those of the caller's institution."""
     stmt = select(Match).order_by(Match.proposed_at.desc(), Match.id).limit(500)
-    if not viewer.is_office:
+    if not viewer.is_office:  # match_visible, in SQL
         if viewer.institution_id is None:
             return []
         stmt = stmt.where(or_(Match.from_institution_id == viewer.institution_id,
@@ -423,13 +435,12 @@ async def _sync_opportunity_fill(session: AsyncSession, stager: EventStager, opp
 
 async def act_on_match(
     *, session: AsyncSession, stager: EventStager, match_id: str, action: str, actor: Principal,
-    outcomes: dict | None = None,
+    outcomes: dict | None = None, note: str = "",
 ) -> Match:
-    """Accept, decline, withdraw, agree, start, complete (with outcomes) or cancel a match."""
+    """Accept, decline, withdraw, agree, start, complete (with outcomes) or cancel a match; the step and its note go
+    into the progress log. Accepting takes the opportunity's row lock and refuses seats beyond what is left."""
     async with session.begin():
-        m = await session.get(Match, match_id, with_for_update=True)
-        if m is None:
-            raise NotFound(f"no match {match_id}")
+        m = await get_match(session=session, match_id=match_id, viewer=actor, for_update=True)
         side = _side(actor, m)
         if match_repeated(m.status, action, side=side):
             return m  # a repeat (or a twin that waited for the lock): the final state, nothing published again
@@ -444,6 +455,9 @@ async def act_on_match(
         if action == "accept" and opp.status != OpportunityStatus.OPEN:
             raise Conflict(f"opportunity {opp.id} is {opp.status}; it cannot take another partner now")
         new_status = match_next(m.status, action, side=side)
+        if new_status == MatchStatus.ACCEPTED:
+            taken = (await seats_taken(session=session, opportunity_ids=[opp.id])).get(opp.id, 0)
+            check_seats(requested=m.seats, capacity=opp.capacity, taken=taken)
         if new_status == MatchStatus.COMPLETED:
             if outcomes is None:
                 raise Unprocessable("completing a collaboration needs its outcomes", fields=list(OUTCOME_FIELDS))
@@ -452,6 +466,7 @@ async def act_on_match(
         if new_status in (MatchStatus.ACCEPTED, MatchStatus.DECLINED):
             m.decided_at = now
         m.status = new_status.value
+        m.progress = [*m.progress, progress_entry(actor=actor, action=action, status=m.status, note=note, at=now)]
         m.version += 1
         m.updated_at = now
         await session.flush()
@@ -461,9 +476,24 @@ async def act_on_match(
     return m
 
 
+async def add_progress_note(*, session: AsyncSession, match_id: str, note: str, actor: Principal) -> Match:
+    """Add a note to a match's progress log without changing its status (either institution's administrators or the
+    office; the people of both institutions read it)."""
+    async with session.begin():
+        m = await get_match(session=session, match_id=match_id, viewer=actor, for_update=True)
+        _side(actor, m)
+        now = utcnow()
+        m.progress = [*m.progress, progress_entry(actor=actor, action="note", status=m.status, note=note, at=now)]
+        m.version += 1
+        m.updated_at = now
+    return m
+
+
 async def _expire_match(session: AsyncSession, stager: EventStager, m: Match, opp: Opportunity,
                         now: datetime) -> None:
     m.status = match_next(m.status, "expire", side=Side.SYSTEM).value
+    m.progress = [*m.progress, {"at": now.isoformat(), "action": "expire", "status": m.status,
+                                "note": "unanswered before it expired", "by": "system", "by_institution_id": None}]
     m.version += 1
     m.updated_at = now
     await session.flush()
@@ -578,14 +608,9 @@ async def supply_demand_report(*, session: AsyncSession, year: int) -> dict:
 
 
 def report_csv(report: dict) -> str:
-    """The supply-demand report as CSV (UTF-8 with BOM so spreadsheet software shows Chinese correctly)."""
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    writer = csv.DictWriter(buf, fieldnames=list(REPORT_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for row in report["rows"]:
-        writer.writerow({k: row[k] for k in REPORT_COLUMNS})
-    return buf.getvalue()
+    """The supply-demand report as CSV (UTF-8 with BOM so spreadsheet software shows Chinese correctly; formula-like
+    cells neutralised)."""
+    return csv_from_dicts(list(REPORT_COLUMNS), report["rows"], lineterminator="\n")
 
 
 # ---------------------------------------------------------------- placement rounds

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from common.config import ServiceSettings
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+DEV_SMS_KEY = "dev-sms-key"  # public; development mode only
 
 
 class Settings(ServiceSettings):
@@ -52,7 +53,7 @@ class Settings(ServiceSettings):
 
     # SMS through an HTTP provider adapter (sender signature and template codes per category, as Chinese rules need)
     sms_url: str | None = None
-    sms_api_key: str = "dev-sms-key"
+    sms_api_key: str = DEV_SMS_KEY
     sms_sign_name: str = "上海产教融合"
     sms_template_codes: dict[str, str] = Field(default_factory=lambda: {
         "cancellation": "SMS_CJRH_0001", "offer": "SMS_CJRH_0002", "registration": "SMS_CJRH_0003",
@@ -67,3 +68,9 @@ class Settings(ServiceSettings):
     # http://egress-proxy.egress:3128): on Kubernetes it is notify's one way out to the internet, where an allow-list
     # of destinations can be kept (docs/operations.md#notify-egress). Unset: directly.
     http_proxy: str | None = None
+    def production_problems(self) -> list[str]:
+        """The shared checks, plus: an SMS provider is never called with the public development key."""
+        problems = super().production_problems()
+        if self.sms_url and self.sms_api_key == DEV_SMS_KEY:
+            problems.append("NOTIFY_SMS_API_KEY is the public development key while NOTIFY_SMS_URL is set")
+        return problems

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
@@ -10,10 +9,21 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, require_roles
 from common.errors import Forbidden, Unprocessable
 from common.service import RuntimeDep, SessionDep
-from registry import service, transfer
-from registry.domain import PERSONAL_FIELDS, District, Industry, InstitutionKind, InstitutionStatus, etag
+from common.values import UtcInstant
+from registry import service, transfer, uscc_changes
+from registry.domain import (
+    OFFICE_ACTOR,
+    PERSONAL_FIELDS,
+    District,
+    Industry,
+    InstitutionKind,
+    InstitutionStatus,
+    entry_by_office,
+    etag,
+)
 from registry.models import Institution
 from registry.schemas import (
+    Decision,
     ImportReport,
     InstitutionCreate,
     InstitutionPublic,
@@ -22,6 +32,8 @@ from registry.schemas import (
     Page,
     RevisionPublic,
     StatusChange,
+    UsccChangeCreate,
+    UsccChangePublic,
 )
 
 router = APIRouter(prefix="/institutions", tags=["institutions"])
@@ -95,32 +107,47 @@ async def export_institutions(
 @router.post("/import", response_model=ImportReport)
 async def import_institutions(
     request: Request, session: SessionDep, runtime: RuntimeDep, actor: RegistryWriter,
-    atomic: Annotated[bool, Query(description="apply nothing if any row is invalid")] = False,
+    atomic: Annotated[bool, Query(description="true (default): apply nothing if any row is invalid or a duplicate; "
+                                              "false: apply the acceptable rows and report the rest")] = True,
+    mode: Annotated[transfer.ImportMode, Query(description="rows naming an existing record (by id, USCC or school "
+                                                           "code) that differ from it: create = reported as "
+                                                           "duplicates, upsert = applied as updates")] = "create",
     format: Annotated[Literal["csv", "xlsx"] | None, Query(description="default: from Content-Type")] = None,
 ) -> ImportReport:
-    """Import a CSV or XLSX sheet (raw request body) with a per-row report; `atomic=true` applies all or none."""
+    """Import a CSV or XLSX sheet (raw request body; an export re-imports unchanged) with a per-row report; all or
+    nothing unless `atomic=false`."""
     fmt = format or transfer.format_from_content_type(request.headers.get("content-type", ""))
     report = await transfer.import_institutions(
-        session=session, stager=runtime.stager, raw=await request.body(), fmt=fmt, atomic=atomic,
-        actor=service.actor_label(actor),
+        session=session, stager=runtime.stager, raw=await request.body(), fmt=fmt, atomic=atomic, mode=mode,
+        actor=actor,
     )
     if not report.applied:
         raise Unprocessable(
-            f"{report.rejected} of {report.total} rows are invalid and atomic=true: nothing was applied",
+            f"{report.rejected} of {report.total} rows are invalid or duplicates and the import is all or nothing: "
+            "nothing was applied (atomic=false applies the acceptable rows)",
             report=report.model_dump(mode="json"),
         )
     return report
 
 
+@router.get("/uscc-change-requests", response_model=list[UsccChangePublic])
+async def uscc_change_work_list(
+    session: SessionDep, actor: Office, status_: Annotated[Literal["pending", "approved", "declined"] | None,
+                                                           Query(alias="status")] = "pending",
+) -> list[UsccChangePublic]:
+    """The office's work list of USCC change requests (pending by default)."""
+    reqs = await uscc_changes.list_requests(session=session, institution_id=None, status=status_, viewer=actor)
+    return [UsccChangePublic.model_validate(r) for r in reqs]
+
+
 @router.get("/{institution_id}", response_model=InstitutionPublic)
 async def get_institution(
     institution_id: str, session: SessionDep, viewer: OptionalPrincipal, response: Response,
-    as_of: Annotated[datetime | None, Query(description="read the record as it was at this time (ISO 8601)")] = None,
+    as_of: Annotated[UtcInstant | None, Query(description="read the record as it was at this time (ISO 8601)")] = None,
 ) -> InstitutionPublic:
     """Read one institution (public fields for everyone), optionally as it was at a past time."""
     if as_of is not None:
-        when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-        snap = await service.institution_as_of(session=session, institution_id=institution_id, at=when)
+        snap = await service.institution_as_of(session=session, institution_id=institution_id, at=as_of)
         response.headers["ETag"] = etag(snap["version"])
         return present(snap, viewer)
     row = await service.read_institution(session=session, institution_id=institution_id)
@@ -145,6 +172,49 @@ async def update_institution(
     return present(inst, actor)
 
 
+@router.post("/{institution_id}/uscc-change-requests", status_code=status.HTTP_201_CREATED,
+             response_model=UsccChangePublic)
+async def request_uscc_change(
+    institution_id: str, body: UsccChangeCreate, session: SessionDep, runtime: RuntimeDep, actor: Editor,
+) -> UsccChangePublic:
+    """Ask the office to change the institution's registered USCC (its administrators); the office decides."""
+    return UsccChangePublic.model_validate(await uscc_changes.request_change(
+        session=session, stager=runtime.stager, institution_id=institution_id, uscc=body.uscc, reason=body.reason,
+        actor=actor))
+
+
+@router.get("/{institution_id}/uscc-change-requests", response_model=list[UsccChangePublic])
+async def list_uscc_changes(
+    institution_id: str, session: SessionDep, viewer: CurrentPrincipal,
+) -> list[UsccChangePublic]:
+    """The institution's USCC change requests (the office and its administrators)."""
+    reqs = await uscc_changes.list_requests(session=session, institution_id=institution_id, status=None,
+                                            viewer=viewer)
+    return [UsccChangePublic.model_validate(r) for r in reqs]
+
+
+@router.post("/{institution_id}/uscc-change-requests/{request_id}/approve", response_model=UsccChangePublic)
+async def approve_uscc_change(
+    institution_id: str, request_id: str, session: SessionDep, runtime: RuntimeDep, actor: Office,
+    body: Decision | None = None,
+) -> UsccChangePublic:
+    """Approve a USCC change (office): the institution's USCC changes (a new version and its updated event)."""
+    return UsccChangePublic.model_validate(await uscc_changes.decide(
+        session=session, stager=runtime.stager, institution_id=institution_id, request_id=request_id, approve=True,
+        note=body.note if body else None, actor=actor))
+
+
+@router.post("/{institution_id}/uscc-change-requests/{request_id}/decline", response_model=UsccChangePublic)
+async def decline_uscc_change(
+    institution_id: str, request_id: str, session: SessionDep, runtime: RuntimeDep, actor: Office,
+    body: Decision | None = None,
+) -> UsccChangePublic:
+    """Decline a USCC change (office), with a note the institution reads."""
+    return UsccChangePublic.model_validate(await uscc_changes.decide(
+        session=session, stager=runtime.stager, institution_id=institution_id, request_id=request_id, approve=False,
+        note=body.note if body else None, actor=actor))
+
+
 @router.get("/{institution_id}/history", response_model=list[RevisionPublic])
 async def institution_history(
     institution_id: str, session: SessionDep, viewer: CurrentPrincipal,
@@ -152,8 +222,13 @@ async def institution_history(
     """Every version of an institution: who, when, what changed (the office and the institution's own admins)."""
     if not viewer.acts_for(institution_id):
         raise Forbidden("the change history is visible to the office and the institution's own administrators")
-    revisions = await service.list_revisions(session=session, institution_id=institution_id)
-    return [RevisionPublic.model_validate(r) for r in revisions]
+    revisions = [RevisionPublic.model_validate(r)
+                 for r in await service.list_revisions(session=session, institution_id=institution_id)]
+    if not viewer.is_office:  # office staff are named only to the office
+        for r in revisions:
+            if entry_by_office({"actor": r.actor}):
+                r.actor = OFFICE_ACTOR
+    return revisions
 
 
 @router.post("/{institution_id}/status", response_model=InstitutionPublic)

@@ -11,7 +11,13 @@ from common.db import utcnow
 from common.errors import Forbidden
 from common.service import RuntimeDep, SessionDep
 from registry import certification
-from registry.domain import CertStatus, allowed_cert_actions
+from registry.domain import (
+    EVERY_INSTITUTION,
+    CertStatus,
+    allowed_cert_actions,
+    certification_history_for,
+    institution_scope,
+)
 from registry.models import Certification
 from registry.schemas import (
     BatchCreate,
@@ -27,10 +33,11 @@ Office = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN))]
 Applicant = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN, Role.INSTITUTION_ADMIN))]
 
 
-def present(cert: Certification) -> CertificationPublic:
-    """A certification file with the actions its status allows."""
+def present(cert: Certification, viewer: Principal) -> CertificationPublic:
+    """A certification file with the actions its status allows; office staff named only to the office."""
     out = CertificationPublic.model_validate(cert)
     out.allowed_actions = allowed_cert_actions(cert.status)
+    out.history = certification_history_for(viewer, cert.history)
     return out
 
 
@@ -62,7 +69,7 @@ async def enter_pool(
     cert = await certification.enter_pool(session=session, stager=runtime.stager,
                                           institution_id=body.institution_id, actor=actor)
     response.headers["Location"] = f"/certifications/{cert.id}"
-    return present(cert)
+    return present(cert, actor)
 
 
 @router.get("/certifications", response_model=list[CertificationPublic])
@@ -71,23 +78,25 @@ async def list_certifications(
     status_: Annotated[CertStatus | None, Query(alias="status")] = None,
     batch_id: str | None = None, institution_id: str | None = None,
 ) -> list[CertificationPublic]:
-    """Certification files: all for the office, only one's own for an institution administrator."""
-    if not actor.is_office:
-        if not actor.institution_id:
-            raise Forbidden("only the office and enterprises' administrators may list certification files")
-        institution_id = actor.institution_id
+    """Certification files within the caller's scope (the rule GET /certifications/{id} follows): all for the office,
+    one's own for an enterprise's administrators; members and judges read none."""
+    scope = institution_scope(actor)
+    if scope is None:
+        raise Forbidden("only the office and enterprises' administrators may read certification files")
+    if scope != EVERY_INSTITUTION:
+        if institution_id not in (None, scope):
+            return []
+        institution_id = scope
     certs = await certification.list_certifications(session=session, status=status_, batch_id=batch_id,
                                                     institution_id=institution_id)
-    return [present(c) for c in certs]
+    return [present(c, actor) for c in certs]
 
 
 @router.get("/certifications/{certification_id}", response_model=CertificationPublic)
 async def get_certification(certification_id: str, session: SessionDep, actor: CurrentPrincipal) -> CertificationPublic:
-    """One certification file (the office, or the enterprise's own administrators)."""
-    cert = await certification.get_certification(session=session, certification_id=certification_id)
-    if not actor.acts_for(cert.institution_id):
-        raise Forbidden("this certification file belongs to another institution")
-    return present(cert)
+    """One certification file (the office, or the enterprise's own administrators; 404 for everyone else)."""
+    cert = await certification.get_certification(session=session, certification_id=certification_id, viewer=actor)
+    return present(cert, actor)
 
 
 @router.post("/certifications/{certification_id}/steps", response_model=CertificationPublic)
@@ -103,12 +112,13 @@ async def take_step(
         session=session, stager=runtime.stager, certification_id=certification_id, action=body.action,
         batch_id=body.batch_id, note=body.note, actor=actor,
     )
-    return present(cert)
+    return present(cert, actor)
 
 
 @router.get("/certified-enterprises", response_model=list[CertifiedEnterprise])
 async def certified_enterprises(
-    session: SessionDep, year: int | None = None, batch_id: str | None = None,
+    session: SessionDep, year: Annotated[int | None, Query(ge=2019, le=2100, description="a batch's year")] = None,
+    batch_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[CertifiedEnterprise]:
     """The public list of certified industry-education integration enterprises (no login needed)."""
     now = utcnow()

@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from common.auth import OptionalPrincipal, Principal, Role, require_roles
-from common.errors import NotFound
 from common.service import RuntimeDep, SessionDep
 from registry import network
 from registry.api import IfMatch
-from registry.domain import BaseCategory, BaseType, Industry, MentorStatus, MentorTitle, etag, mask_id_number
+from registry.domain import BaseCategory, BaseType, Industry, MentorTitle, etag, in_scope, mask_id_number
 from registry.models import Mentor
 from registry.schemas import (
     AllianceCreate,
@@ -21,6 +20,7 @@ from registry.schemas import (
     BasePublic,
     BaseUpdate,
     ConsentRecord,
+    JoinAnswer,
     MentorCreate,
     MentorPublic,
     MentorUpdate,
@@ -73,6 +73,26 @@ async def update_base(
     return BasePublic.model_validate(base)
 
 
+@router.post("/bases/{base_id}/cohosts/{institution_id}/confirm", response_model=BasePublic, tags=["bases"])
+async def confirm_cohost(
+    base_id: str, institution_id: str, session: SessionDep, runtime: RuntimeDep, actor: Editor,
+) -> BasePublic:
+    """A named co-host's administrator (or the office) confirms: the institution becomes a host (base.updated)."""
+    return BasePublic.model_validate(await network.answer_cohost(
+        session=session, stager=runtime.stager, base_id=base_id, institution_id=institution_id, confirm=True,
+        actor=actor))
+
+
+@router.post("/bases/{base_id}/cohosts/{institution_id}/decline", response_model=BasePublic, tags=["bases"])
+async def decline_cohost(
+    base_id: str, institution_id: str, session: SessionDep, runtime: RuntimeDep, actor: Editor,
+) -> BasePublic:
+    """A named co-host declines, or a host withdraws the invitation (cohost_declined)."""
+    return BasePublic.model_validate(await network.answer_cohost(
+        session=session, stager=runtime.stager, base_id=base_id, institution_id=institution_id, confirm=False,
+        actor=actor))
+
+
 @router.post("/bases/{base_id}/close", response_model=BasePublic, tags=["bases"])
 async def close_base(base_id: str, session: SessionDep, runtime: RuntimeDep, actor: Editor) -> BasePublic:
     """Close a base."""
@@ -105,14 +125,44 @@ async def get_alliance(alliance_id: str, session: SessionDep) -> AlliancePublic:
 
 
 @router.post("/alliances/{alliance_id}/members", status_code=status.HTTP_201_CREATED, response_model=AlliancePublic,
-             tags=["alliances"])
+             tags=["alliances"], responses={202: {"model": AlliancePublic,
+                                                  "description": "a join waiting for the other side"}})
 async def add_member(
     alliance_id: str, body: AllianceMember, session: SessionDep, runtime: RuntimeDep, actor: Editor,
+    response: Response,
 ) -> AlliancePublic:
-    """Add a member institution with a role."""
-    return AlliancePublic.model_validate(await network.add_member(
+    """Add a member: the office at once (201); the lead's administrator invites and an institution's administrator
+    asks to join as a member (202, pending until the other side accepts it at .../join-requests/{id}/accept)."""
+    alliance, joined = await network.add_member(
         session=session, stager=runtime.stager, alliance_id=alliance_id, institution_id=body.institution_id,
-        role=body.role, actor=actor))
+        role=body.role, actor=actor)
+    if not joined:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return AlliancePublic.model_validate(alliance)
+
+
+@router.post("/alliances/{alliance_id}/join-requests/{institution_id}/accept", response_model=AlliancePublic,
+             tags=["alliances"])
+async def accept_join(
+    alliance_id: str, institution_id: str, session: SessionDep, runtime: RuntimeDep, actor: Editor,
+    body: JoinAnswer | None = None,
+) -> AlliancePublic:
+    """Accept a pending join: the lead an institution's request (setting its role), the institution the lead's
+    invitation; the institution becomes a member (member_joined)."""
+    return AlliancePublic.model_validate(await network.answer_join(
+        session=session, stager=runtime.stager, alliance_id=alliance_id, institution_id=institution_id, accept=True,
+        role=body.role if body else None, actor=actor))
+
+
+@router.post("/alliances/{alliance_id}/join-requests/{institution_id}/decline", response_model=AlliancePublic,
+             tags=["alliances"])
+async def decline_join(
+    alliance_id: str, institution_id: str, session: SessionDep, runtime: RuntimeDep, actor: Editor,
+) -> AlliancePublic:
+    """Decline (or withdraw) a pending join (join_declined)."""
+    return AlliancePublic.model_validate(await network.answer_join(
+        session=session, stager=runtime.stager, alliance_id=alliance_id, institution_id=institution_id, accept=False,
+        role=None, actor=actor))
 
 
 @router.delete("/alliances/{alliance_id}/members/{institution_id}", response_model=AlliancePublic,
@@ -140,7 +190,7 @@ def present_mentor(mentor: Mentor, viewer: Principal | None) -> MentorPublic:
     """A mentor for a viewer: contact details only for the office and their institution; ID numbers masked."""
     out = MentorPublic.model_validate(mentor)
     out.id_number = mask_id_number(mentor.id_number)
-    if viewer is None or not viewer.acts_for(mentor.institution_id):
+    if not in_scope(viewer, mentor.institution_id):
         out.phone = out.email = out.id_number = None
         out.consent_given_at = None
     return out
@@ -167,10 +217,8 @@ async def list_mentors(
 async def get_mentor(
     mentor_id: str, session: SessionDep, viewer: OptionalPrincipal, response: Response,
 ) -> MentorPublic:
-    """One mentor; unlisted people are visible only to the office and their institution."""
-    mentor = await network.get_mentor(session=session, mentor_id=mentor_id)
-    if mentor.status != MentorStatus.LISTED and (viewer is None or not viewer.acts_for(mentor.institution_id)):
-        raise NotFound(f"no mentor with id {mentor_id}")
+    """One mentor; unconsented people are visible only to the office and their institution's administrators."""
+    mentor = await network.get_mentor(session=session, mentor_id=mentor_id, viewer=viewer)
     response.headers["ETag"] = etag(mentor.version)
     return present_mentor(mentor, viewer)
 

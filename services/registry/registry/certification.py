@@ -24,6 +24,7 @@ from registry.domain import (
     CertStatus,
     InstitutionKind,
     InstitutionStatus,
+    in_scope,
     next_cert_status,
     objection_deadline_from,
 )
@@ -98,7 +99,9 @@ async def enter_pool(
         now = utcnow()
         cert = Certification(institution_id=inst.id, enterprise_name=inst.name_zh, status=CertStatus.POOLED.value,
                              history=[{"at": now.isoformat(), "action": "enter_pool", "status": "pooled",
-                                       "actor": service.actor_label(actor)}], created_at=now, updated_at=now)
+                                       "actor": service.actor_label(actor),
+                                       "by": "office" if actor.is_office else "institution"}],
+                             created_at=now, updated_at=now)
         session.add(cert)
         try:
             await session.flush()
@@ -110,13 +113,15 @@ async def enter_pool(
     return cert
 
 
-async def get_certification(*, session: AsyncSession, certification_id: str, for_update: bool = False) -> Certification:
-    """One certification file by id."""
+async def get_certification(
+    *, session: AsyncSession, certification_id: str, viewer: Principal, for_update: bool = False,
+) -> Certification:
+    """One certification file by id, if it is within the viewer's scope (404 otherwise, for reads and actions)."""
     stmt = select(Certification).where(Certification.id == certification_id)
     if for_update:
         stmt = stmt.with_for_update()
     cert = (await session.execute(stmt)).scalars().first()
-    if cert is None:
+    if cert is None or not in_scope(viewer, cert.institution_id):
         raise NotFound(f"no certification with id {certification_id}")
     return cert
 
@@ -128,7 +133,8 @@ async def step(
     """Move a certification file one step along its lifecycle; refused steps get 409 naming the allowed ones."""
     now = now or utcnow()
     async with session.begin():
-        cert = await get_certification(session=session, certification_id=certification_id, for_update=True)
+        cert = await get_certification(session=session, certification_id=certification_id, viewer=actor,
+                                       for_update=True)
         if action in ENTERPRISE_ACTIONS:
             _may_act_for_enterprise(actor, cert.institution_id)
         elif not actor.is_office:
@@ -154,7 +160,7 @@ async def step(
         cert.version += 1
         cert.updated_at = now
         entry = {"at": now.isoformat(), "action": action.value, "status": target.value,
-                 "actor": service.actor_label(actor)}
+                 "actor": service.actor_label(actor), "by": "office" if actor.is_office else "institution"}
         if note:
             entry["note"] = note
         cert.history = [*cert.history, entry]
@@ -189,7 +195,7 @@ async def public_list(
             .join(Institution, Institution.id == Certification.institution_id)
             .outerjoin(CertificationBatch, CertificationBatch.id == Certification.batch_id)
             .where(Certification.status.in_([s.value for s in PUBLIC_LIST_STATES])))
-    if year:
+    if year is not None:
         stmt = stmt.where(CertificationBatch.year == year)
     if batch_id:
         stmt = stmt.where(Certification.batch_id == batch_id)

@@ -52,6 +52,28 @@ InstitutionMerged = EventContract(
 )
 
 
+class UsccChangePayload(BaseModel):
+    """A request to change an institution's registered USCC, and the office's decision."""
+
+    id: str
+    institution_id: str
+    current_uscc: str | None = None
+    requested_uscc: str
+    status: str
+    reason: str | None = None
+    decision_note: str | None = None
+
+
+UsccChangeRequested = EventContract(
+    INSTITUTION_TOPIC, "registry.institution.uscc_change_requested", UsccChangePayload,
+    "An institution's administrator asked the office to change its registered USCC.",
+)
+UsccChangeDecided = EventContract(
+    INSTITUTION_TOPIC, "registry.institution.uscc_change_decided", UsccChangePayload,
+    "The office approved (the institution's updated event follows) or declined a USCC change request.",
+)
+
+
 class ContactPayload(BaseModel):
     """An institution's contact person: personal data, internal topic (only notify reads it)."""
 
@@ -116,9 +138,19 @@ class BasePayload(BaseModel):
     district: str | None = None
     status: str
     version: int
+    pending_host_ids: list[str] = Field(default_factory=list, description="named co-hosts yet to confirm")
+    cohost_institution_id: str | None = Field(default=None, description="who was asked or declined (cohost_*)")
 
 
 BaseCreated = EventContract(BASE_TOPIC, "registry.base.created", BasePayload, "A base was registered.")
+BaseCoHostRequested = EventContract(
+    BASE_TOPIC, "registry.base.cohost_requested", BasePayload,
+    "An institution was named co-host of a base and is asked to confirm (cohost_institution_id).",
+)
+BaseCoHostDeclined = EventContract(
+    BASE_TOPIC, "registry.base.cohost_declined", BasePayload,
+    "A named co-host declined, or its invitation was withdrawn (cohost_institution_id); confirming is base.updated.",
+)
 BaseUpdated = EventContract(BASE_TOPIC, "registry.base.updated", BasePayload, "A base's facts changed.")
 BaseClosed = EventContract(BASE_TOPIC, "registry.base.closed", BasePayload, "A base closed.")
 
@@ -141,7 +173,9 @@ class AlliancePayload(BaseModel):
     industries: list[str] = []
     status: str
     version: int
-    member_institution_id: str | None = Field(default=None, description="who joined or left (member_* events)")
+    member_institution_id: str | None = Field(default=None, description="who joined, left or asked (member_*, join_*)")
+    requested_role: str | None = Field(default=None, description="the role a join_* event is about")
+    initiated_by: str | None = Field(default=None, description="join_*: institution (asks the lead) or lead (invites)")
 
 
 AllianceFormed = EventContract(ALLIANCE_TOPIC, "registry.alliance.formed", AlliancePayload, "An alliance was formed.")
@@ -151,6 +185,14 @@ AllianceMemberJoined = EventContract(
 )
 AllianceMemberLeft = EventContract(
     ALLIANCE_TOPIC, "registry.alliance.member_left", AlliancePayload, "An institution left an alliance.",
+)
+AllianceJoinRequested = EventContract(
+    ALLIANCE_TOPIC, "registry.alliance.join_requested", AlliancePayload,
+    "An institution asked to join (the lead decides) or the lead invited one (it decides); not yet a member.",
+)
+AllianceJoinDeclined = EventContract(
+    ALLIANCE_TOPIC, "registry.alliance.join_declined", AlliancePayload,
+    "A join request or invitation was declined or withdrawn; accepting it is member_joined.",
 )
 AllianceDissolved = EventContract(
     ALLIANCE_TOPIC, "registry.alliance.dissolved", AlliancePayload, "An alliance was dissolved.",

@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from common.auth import Principal
 from common.errors import InvalidTransition, PreconditionFailed, PreconditionRequired
+from common.identifiers import foreign_digits
 
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-_USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
-_SCHOOL_CODE = re.compile(r"^\d{10}$")
+_USCC_SHAPE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_SCHOOL_CODE = re.compile(r"^[0-9]{10}$")
 
 
 class InstitutionKind(StrEnum):
@@ -128,7 +130,9 @@ def complete_uscc(first17: str) -> str:
 
 
 def uscc_problem(code: str) -> str | None:
-    """Why `code` is not a valid unified social credit code, or None when it is."""
+    """Why `code` (in canonical form: see common.identifiers) is not a valid unified social credit code, or None."""
+    if (why := foreign_digits(code)) is not None:
+        return why
     if len(code) != 18:
         return f"a USCC has 18 characters, got {len(code)}"
     if not _USCC_SHAPE.match(code):
@@ -140,7 +144,9 @@ def uscc_problem(code: str) -> str | None:
 
 
 def school_code_problem(code: str) -> str | None:
-    """Why `code` is not a 10-digit school identification code, or None when it is."""
+    """Why `code` (in canonical form) is not a 10-digit school identification code, or None when it is."""
+    if (why := foreign_digits(code)) is not None:
+        return why
     if not _SCHOOL_CODE.match(code):
         return "a school identification code has exactly 10 digits (AABBCCCCCC)"
     return None
@@ -397,3 +403,52 @@ def mask_id_number(value: str | None) -> str | None:
 def unique(values: Iterable[str]) -> list[str]:
     """Values without duplicates, first occurrence order kept."""
     return list(dict.fromkeys(values))
+
+
+# --- who may see what: one rule per resource, shared by its list and its detail ------------------------------------
+
+EVERY_INSTITUTION = "*"
+
+
+def institution_scope(viewer: Principal | None) -> str | None:
+    """Whose restricted records (unconsented mentors, certification files) the viewer may see: EVERY_INSTITUTION for
+    the office, one institution's for its administrators (and its integration accounts), else none (members and
+    judges of an institution included)."""
+    if viewer is None:
+        return None
+    if viewer.is_office:
+        return EVERY_INSTITUTION
+    if viewer.institution_id and viewer.acts_for(viewer.institution_id):
+        return viewer.institution_id
+    return None
+
+
+def in_scope(viewer: Principal | None, institution_id: str) -> bool:
+    """Whether `institution_id`'s restricted records are within the viewer's scope."""
+    scope = institution_scope(viewer)
+    return scope == EVERY_INSTITUTION or (scope is not None and scope == institution_id)
+
+
+def mentor_visible(viewer: Principal | None, *, status: str, institution_id: str) -> bool:
+    """Listed (consented) mentors are public; pending-consent and unlisted people only for the office and their own
+    institution's administrators."""
+    return status == MentorStatus.LISTED or in_scope(viewer, institution_id)
+
+
+OFFICE_ACTOR = "上海市产教融合办公室 (office)"
+
+
+def entry_by_office(entry: Mapping[str, Any]) -> bool:
+    """Whether a history entry was written by office staff (new entries say so; older ones carry the role in the
+    actor label, `sub (office_admin)`)."""
+    if "by" in entry:
+        return entry["by"] == "office"
+    return "office_admin" in str(entry.get("actor", ""))
+
+
+def certification_history_for(viewer: Principal, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A file's history as the viewer may read it: office staff are named only to the office; enterprises see the
+    office as the actor."""
+    if viewer.is_office:
+        return history
+    return [{**e, "actor": OFFICE_ACTOR} if entry_by_office(e) else e for e in history]

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.consumer import Handler, PoisonMessage
 from common.events import CloudEvent
+from common.identifiers import canonical_code
 from common.outbox import EventStager
 from registry import service
 from registry.contracts import InstitutionStatusChanged, InstitutionUpdated, MunicipalEnterprise
@@ -43,7 +44,7 @@ def parse_municipal_record(data: object) -> tuple[MunicipalEnterprise, District,
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         raise PoisonMessage(f"invalid enterprise record: {problems}") from exc
-    if (why := uscc_problem(rec.uscc.strip().upper())) is not None:
+    if (why := uscc_problem(canonical_code(rec.uscc))) is not None:
         raise PoisonMessage(f"invalid USCC {rec.uscc!r}: {why}")
     district = district_from(rec.district)
     if district is None:
@@ -62,7 +63,7 @@ def parse_municipal_record(data: object) -> tuple[MunicipalEnterprise, District,
 async def upsert_enterprise(*, session: AsyncSession, stager: EventStager, event: CloudEvent) -> None:
     """Create or update the enterprise the city's record describes (merged records are left alone)."""
     rec, district, industry, status = parse_municipal_record(event.data)
-    uscc = rec.uscc.strip().upper()
+    uscc = canonical_code(rec.uscc)
     name = rec.name.strip()
     inst = (await session.execute(
         select(Institution).where(Institution.uscc == uscc).with_for_update()

@@ -129,6 +129,9 @@ class TrainingBase(Table, table=True):
     base_type: str = Field(max_length=20, index=True)
     category: str = Field(max_length=40, index=True)
     host_institution_ids: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
+    # co-hosts named by someone who does not act for them, until their administrator (or the office) confirms
+    pending_host_ids: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False,
+                                                                              server_default="[]"))
     capacity: int = Field(default=0)
     industries: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
     district: str | None = Field(default=None, max_length=30)
@@ -150,6 +153,10 @@ class Alliance(Table, table=True):
     lead_institution_id: str = Field(max_length=36, index=True)
     industries: list[str] = Field(default_factory=list, sa_column=Column(JSONList, nullable=False))
     members: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # pending joins: {institution_id, role, initiated_by: "institution" | "lead", requested_by, requested_at}; an
+    # institution's request waits for the lead, the lead's invitation for the institution
+    join_requests: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False,
+                                                                                      server_default="[]"))
     status: str = Field(default="active", max_length=20)
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -177,6 +184,25 @@ class Mentor(Table, table=True):
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class UsccChangeRequest(Table, table=True):
+    """An institution administrator's request to change its registered USCC, decided by the office."""
+
+    __tablename__ = "uscc_change_requests"
+    __table_args__ = (Index("ix_uscc_change_requests_institution_status", "institution_id", "status"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    institution_id: str = Field(max_length=36)
+    current_uscc: str | None = Field(default=None, max_length=18)
+    requested_uscc: str = Field(max_length=18)
+    reason: str | None = Field(default=None, max_length=500)
+    status: str = Field(default="pending", max_length=20)  # pending | approved | declined
+    requested_by: str = Field(max_length=200)
+    requested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decision_note: str | None = Field(default=None, max_length=500)
 
 
 outbox, processed_events = add_platform_tables(metadata)

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.identifiers import canonical_code
 from registry.domain import (
     SCHOOL_KINDS,
     AllianceKind,
@@ -29,7 +30,7 @@ T = TypeVar("T")
 def _clean_uscc(v: str | None) -> str | None:
     if v is None or not v.strip():
         return None
-    v = v.strip().upper()
+    v = canonical_code(v)
     if (why := uscc_problem(v)) is not None:
         raise ValueError(why)
     return v
@@ -38,9 +39,10 @@ def _clean_uscc(v: str | None) -> str | None:
 def _clean_school_code(v: str | None) -> str | None:
     if v is None or not v.strip():
         return None
-    if (why := school_code_problem(v.strip())) is not None:
+    v = canonical_code(v)
+    if (why := school_code_problem(v)) is not None:
         raise ValueError(why)
-    return v.strip()
+    return v
 
 
 class InstitutionBase(BaseModel):
@@ -142,6 +144,43 @@ class InstitutionPublic(BaseModel):
     updated_at: datetime
 
 
+class UsccChangeCreate(BaseModel):
+    """Ask the office to change the institution's registered USCC."""
+
+    uscc: str = Field(description="the new USCC (checked like any USCC; full-width input is normalised)")
+    reason: str | None = Field(default=None, max_length=500)
+
+    @field_validator("uscc")
+    @classmethod
+    def _uscc(cls, v: str) -> str:
+        cleaned = _clean_uscc(v)
+        if cleaned is None:
+            raise ValueError("a USCC is needed")
+        return cleaned
+
+
+class Decision(BaseModel):
+    """The office's decision note."""
+
+    note: str | None = Field(default=None, max_length=500)
+
+
+class UsccChangePublic(BaseModel):
+    """A USCC change request and its decision."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    institution_id: str
+    current_uscc: str | None
+    requested_uscc: str
+    reason: str | None
+    status: str
+    requested_at: datetime
+    decided_at: datetime | None
+    decision_note: str | None
+
+
 class StatusChange(BaseModel):
     """Set an institution active or inactive (withdrawal into a successor is a merge)."""
 
@@ -179,7 +218,7 @@ class ImportRowReport(BaseModel):
     """What happened to one spreadsheet row (rows count from 2: row 1 is the header)."""
 
     row: int
-    outcome: str  # created | invalid | duplicate | skipped
+    outcome: str = Field(description="created | updated | unchanged | duplicate | invalid | skipped | not_applied")
     id: str | None = None
     name_zh: str | None = None
     errors: list[str] = []
@@ -190,8 +229,11 @@ class ImportReport(BaseModel):
 
     applied: bool
     atomic: bool
+    mode: str = Field(description="create: rows differing from an existing record are duplicates; upsert: updates")
     total: int
     created: int
+    updated: int
+    unchanged: int
     rejected: int
     rows: list[ImportRowReport]
 
@@ -312,6 +354,7 @@ class BasePublic(BaseModel):
     industries: list[str]
     district: str | None
     address: str | None
+    pending_host_ids: list[str] = Field(default_factory=list, description="named co-hosts yet to confirm")
     status: str
     version: int
     created_at: datetime
@@ -335,6 +378,21 @@ class AllianceCreate(BaseModel):
     members: list[AllianceMember] = Field(default_factory=list, max_length=500)
 
 
+class JoinRequestPublic(BaseModel):
+    """A pending join: an institution's request (the lead answers) or the lead's invitation (the institution does)."""
+
+    institution_id: str
+    role: str
+    initiated_by: str = Field(description="institution | lead")
+    requested_at: str
+
+
+class JoinAnswer(BaseModel):
+    """Accepting a pending join; the lead may set the role (default: the one asked for)."""
+
+    role: MemberRole | None = None
+
+
 class AlliancePublic(BaseModel):
     """An alliance."""
 
@@ -346,6 +404,7 @@ class AlliancePublic(BaseModel):
     lead_institution_id: str
     industries: list[str]
     members: list[dict[str, str]]
+    join_requests: list[JoinRequestPublic] = []
     status: str
     version: int
     created_at: datetime

@@ -177,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     token = mint_token(secret=settings.jwt_secret, sub="seed", roles=["office_admin"],
-                       audience=settings.jwt_audience, ttl_seconds=3600)
+                       audience=settings.jwt_audience, ttl_seconds=3600, issuer=settings.jwt_issuer)
 
     async def run() -> dict[str, int]:
         headers = {"Authorization": f"Bearer {token}"}

@@ -325,6 +325,9 @@ async def _update_institution(
                 values[list_field] = []
         if inst.kind == "enterprise" and not values.get("uscc", inst.uscc):
             raise Unprocessable("an enterprise needs its USCC")
+        if inst.uscc and values.get("uscc", inst.uscc) != inst.uscc and not actor.is_office:
+            raise Forbidden("a registered USCC is changed by the office: ask with "
+                            f"POST /institutions/{inst.id}/uscc-change-requests")
         if values.get("school_code") and inst.kind not in SCHOOL_KINDS:
             raise Unprocessable(f"a {inst.kind} has no school_code")
         if (dup := await find_duplicate(session, uscc=values.get("uscc"), school_code=values.get("school_code"),

@@ -139,14 +139,33 @@ def test_conflicts_of_interest():
     succ = {"old": "new", "older": "old"}
     alliances = [("临港产教联盟", {"x", "y"})]
     coi = domain.conflict_of_interest
-    assert "team's institution" in coi(judge_institution="a", team_institutions=["a"], successor_of={},
+    assert "team's institution" in coi(judge_institutions=["a"], team_institutions=["a"], successor_of={},
                                        alliances=[])
-    assert "merger" in coi(judge_institution="new", team_institutions=["older"], successor_of=succ, alliances=[])
-    assert "merger" in coi(judge_institution="older", team_institutions=["new"], successor_of=succ, alliances=[])
-    assert "临港产教联盟" in coi(judge_institution="x", team_institutions=["y"], successor_of={},
+    assert "merger" in coi(judge_institutions=["new"], team_institutions=["older"], successor_of=succ, alliances=[])
+    assert "merger" in coi(judge_institutions=["older"], team_institutions=["new"], successor_of=succ, alliances=[])
+    assert "临港产教联盟" in coi(judge_institutions=["x"], team_institutions=["y"], successor_of={},
                                  alliances=alliances)
-    assert coi(judge_institution="x", team_institutions=["z"], successor_of=succ, alliances=alliances) is None
-    assert coi(judge_institution=None, team_institutions=["z"], successor_of=succ, alliances=alliances) is None
+    assert coi(judge_institutions=["x"], team_institutions=["z"], successor_of=succ, alliances=alliances) is None
+    assert coi(judge_institutions=[], team_institutions=["z"], successor_of=succ, alliances=alliances) is None
+
+
+def test_a_judges_own_institution_counts_even_when_the_organiser_gave_none_or_another():
+    assert domain.judge_affiliations(assigned=None, token="丙校") == ["丙校"]
+    assert domain.judge_affiliations(assigned="甲校", token="丙校") == ["甲校", "丙校"]
+    assert domain.judge_affiliations(assigned="甲校", token="甲校") == ["甲校"]
+    assert domain.judge_affiliations(assigned=None, token=None) == []
+    judge = domain.judge_affiliations(assigned="甲校", token="丙校")
+    assert "丙校" in domain.conflict_of_interest(judge_institutions=judge, team_institutions=["丙校"],
+                                                successor_of={}, alliances=[])
+
+
+def test_a_competition_takes_teams_only():
+    domain.check_participant_kind("competition", "team")
+    domain.check_participant_kind("conference", "individual")
+    domain.check_participant_kind("job_fair", "institution")
+    for kind in ("individual", "institution"):
+        with pytest.raises(Unprocessable, match="teams only"):
+            domain.check_participant_kind("competition", kind)
 
 
 def test_a_member_bound_to_one_institution_never_represents_another():

@@ -114,8 +114,8 @@ async def test_certification_access_batches_and_kinds(reg):
     a, cert_a = await pooled_enterprise(reg, "上海认证甲有限公司")
     _, cert_b = await pooled_enterprise(reg, "上海认证乙有限公司")
     admin_a = auth("institution_admin", institution=a["id"])
-    assert (await step(reg, cert_b["id"], "apply", headers=admin_a, batch_id=batch["id"])).status_code == 403
-    assert (await reg.http.get(f"/certifications/{cert_b['id']}", headers=admin_a)).status_code == 403
+    assert (await step(reg, cert_b["id"], "apply", headers=admin_a, batch_id=batch["id"])).status_code == 404
+    assert (await reg.http.get(f"/certifications/{cert_b['id']}", headers=admin_a)).status_code == 404
     mine = (await reg.http.get("/certifications", headers=admin_a)).json()
     assert [c["id"] for c in mine] == [cert_a["id"]]
     assert (await reg.http.get("/certifications")).status_code == 401

@@ -68,8 +68,12 @@ async def test_an_alliance_forms_gains_and_loses_members_and_dissolves(reg, brok
                                 headers=outsider_admin)).status_code == 403
     url = f"/alliances/{alliance['id']}/members"
     assert (await reg.http.post(url, json={"institution_id": joiner["id"]}, headers=outsider_admin)).status_code == 403
-    joined = await reg.http.post(url, json={"institution_id": joiner["id"], "role": "vice_lead"}, headers=lead_admin)
-    assert joined.status_code == 201
+    invited = await reg.http.post(url, json={"institution_id": joiner["id"], "role": "vice_lead"}, headers=lead_admin)
+    assert invited.status_code == 202, "the lead invites; the institution accepts"
+    joined = await reg.http.post(f"/alliances/{alliance['id']}/join-requests/{joiner['id']}/accept",
+                                 headers=auth("institution_admin", institution=joiner["id"]))
+    assert joined.status_code == 200, joined.text
+    assert {"institution_id": joiner["id"], "role": "vice_lead"} in joined.json()["members"]
     assert (await reg.http.post(url, json={"institution_id": joiner["id"]}, headers=lead_admin)).status_code == 409
     mine = (await reg.http.get("/alliances", params={"member_institution_id": joiner["id"]})).json()
     assert [a["id"] for a in mine] == [alliance["id"]]
@@ -80,10 +84,13 @@ async def test_an_alliance_forms_gains_and_loses_members_and_dissolves(reg, brok
     assert (await reg.http.post(f"/alliances/{alliance['id']}/dissolve", headers=lead_admin)).status_code == 200
     await reg.runtime.relay.publish_pending()
     records = await read_topic(broker.bootstrap, "registry.alliance.v1",
-                               until=lambda rs: sum(r.key == alliance["id"].encode() for r in rs) >= 4)
+                               until=lambda rs: sum(r.key == alliance["id"].encode() for r in rs) >= 5)
     events = [json.loads(r.value) for r in records if r.key == alliance["id"].encode()]
-    assert [e["type"].rsplit(".", 1)[1] for e in events] == ["formed", "member_joined", "member_left", "dissolved"]
+    assert [e["type"].rsplit(".", 1)[1] for e in events] == [
+        "formed", "join_requested", "member_joined", "member_left", "dissolved"]
     assert events[1]["data"]["member_institution_id"] == joiner["id"]
+    assert events[1]["data"]["initiated_by"] == "lead" and events[1]["data"]["requested_role"] == "vice_lead"
+    assert events[2]["data"]["member_institution_id"] == joiner["id"]
 
 
 async def test_a_mentor_is_listed_publicly_only_after_consent_and_personal_data_stays_hidden(reg, broker):
