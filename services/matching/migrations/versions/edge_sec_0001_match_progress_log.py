@@ -15,11 +15,9 @@ depends_on = None
 
 def upgrade() -> None:
     """Add match.progress (existing matches start with an empty log)."""
-    with op.batch_alter_table('match', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('progress', sa.JSON(), nullable=False, server_default='[]'))
+    op.add_column('match', sa.Column('progress', sa.JSON(), nullable=False, server_default='[]'))
 
 
 def downgrade() -> None:
     """Drop match.progress."""
-    with op.batch_alter_table('match', schema=None) as batch_op:
-        batch_op.drop_column('progress')
+    op.drop_column('match', 'progress')

@@ -22,12 +22,10 @@ depends_on = None
 
 def upgrade() -> None:
     """Add the pending columns and the USCC change requests table."""
-    with op.batch_alter_table('alliances', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('join_requests', sa.JSON(), nullable=False, server_default='[]'))
-    with op.batch_alter_table('bases', schema=None) as batch_op:
-        batch_op.add_column(sa.Column(
-            'pending_host_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'),
-            nullable=False, server_default='[]'))
+    op.add_column('alliances', sa.Column('join_requests', sa.JSON(), nullable=False, server_default='[]'))
+    op.add_column('bases', sa.Column(
+        'pending_host_ids', postgresql.JSONB(astext_type=sa.Text()),
+        nullable=False, server_default='[]'))
     op.create_table(
         'uscc_change_requests',
         sa.Column('id', sa.String(length=36), nullable=False),
@@ -51,7 +49,5 @@ def downgrade() -> None:
     """Drop them again."""
     op.drop_index('ix_uscc_change_requests_institution_status', table_name='uscc_change_requests')
     op.drop_table('uscc_change_requests')
-    with op.batch_alter_table('bases', schema=None) as batch_op:
-        batch_op.drop_column('pending_host_ids')
-    with op.batch_alter_table('alliances', schema=None) as batch_op:
-        batch_op.drop_column('join_requests')
+    op.drop_column('bases', 'pending_host_ids')
+    op.drop_column('alliances', 'join_requests')
