@@ -85,7 +85,7 @@ def create_topics() -> None:
         for attempt in range(30):
             try:
                 await ensure_topics(s.kafka_bootstrap_servers, topics, partitions=s.topic_partitions,
-                                    replication=s.topic_replication)
+                                    replication=s.topic_replication, security=s.kafka_security)
                 return
             except Exception as exc:  # the broker may still be starting: retry with backoff, then give up
                 print(f"broker not ready ({exc!r}); retry {attempt + 1}", flush=True)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from common.context import correlation_id_var, event_id_var
 from common.db import is_unavailable
 from common.events import CloudEvent, MalformedEvent, dead_letter_topic
+from common.kafka import KafkaSecurity
 from common.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
 from common.outbox import producer_is_broken
 
@@ -105,11 +106,12 @@ class EventConsumer:
         self, *, name: str, service: str, bootstrap: str, subscriptions: list[Subscription],
         sessions: async_sessionmaker[AsyncSession], processed: Table, producer: AIOKafkaProducer,
         max_attempts: int = 5, backoff_seconds: float = 0.2, batch_size: int = 500, group_suffix: str = "",
-        renew_producer: Callable[[], Awaitable[object]] | None = None,
+        renew_producer: Callable[[], Awaitable[object]] | None = None, security: KafkaSecurity,
     ) -> None:
         self.name = name
         self.service = service
         self.bootstrap = bootstrap
+        self.security = security
         self.subscriptions = {s.topic: s for s in subscriptions}
         self.sessions = sessions
         self.processed = processed
@@ -138,6 +140,7 @@ class EventConsumer:
                 client_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                 max_poll_records=self.batch_size, isolation_level="read_committed",
                 session_timeout_ms=10000, heartbeat_interval_ms=1000, metadata_max_age_ms=5000, retry_backoff_ms=500,
+                **self.security.client_kwargs(),
             )
             try:
                 await consumer.start()
