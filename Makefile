@@ -26,8 +26,8 @@ $(STAMP): $(PYPROJECTS)
 install: $(STAMP) ## create .venv and install the services, libs/common and the dev tools
 	@$(PY) scripts/broker.py fetch
 
-broker: install ## start only the Kafka broker (127.0.0.1:9092) in the background
-	@$(PY) scripts/broker.py start
+broker: install ## start only the Kafka broker (127.0.0.1:9092, SASL_SSL; credentials in .local/kafka/security)
+	@$(BIN)/python scripts/broker.py start
 
 run: install ## broker + the four services (registry 8001, matching 8002, events 8003, notify 8004)
 	@$(BIN)/python scripts/run.py
@@ -65,4 +65,4 @@ token: install ## print a development JWT on the last line: make token ROLE=inst
 	@$(BIN)/python -m common.auth --role $(ROLE) $(if $(INSTITUTION),--institution $(INSTITUTION))
 
 clean: ## remove local databases, broker data and logs (keeps the fetched Kafka jars)
-	rm -rf .local/db .local/kafka/data .local/logs
+	rm -rf .local/db .local/kafka/data .local/logs .local/kafka/security
