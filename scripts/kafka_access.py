@@ -246,7 +246,7 @@ def drift(model: AccessModel, out_dir: Path = OUT_DIR) -> list[str]:
     for name, text in render(model).items():
         path = out_dir / name
         if not path.exists() or path.read_text() != text:
-            stale.append(str(path.relative_to(ROOT)))
+            stale.append(str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
     return stale
 
 

@@ -21,6 +21,7 @@ SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.t
 KUBERNETES_VERSION = "1.32.0"
 # Custom resources the offline Kubernetes schemas cannot know; everything else must validate.
 CUSTOM_KINDS = {("kafka.strimzi.io/v1beta2", "Kafka"), ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
+                ("kafka.strimzi.io/v1", "KafkaUser"), ("kafka.strimzi.io/v1", "KafkaTopic"),
                 ("monitoring.coreos.com/v1", "PodMonitor")}
 EXPORTED = exported_names(common.metrics) | PROMETHEUS_OWN
 

@@ -36,6 +36,17 @@ SECRET = ServiceSettings().jwt_secret
 AUDIENCE = ServiceSettings().jwt_audience
 
 
+def kafka_access():
+    """scripts/kafka_access.py (who may do what on Kafka) as a module."""
+    import importlib.util
+
+    if "cjrh_kafka_access" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("cjrh_kafka_access", ROOT / "scripts" / "kafka_access.py")
+        sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["cjrh_kafka_access"]
+
+
 def free_port() -> int:
     """An unused TCP port on 127.0.0.1 (and the one after it, for the broker's controller listener)."""
     while True:
