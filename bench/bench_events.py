@@ -120,7 +120,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 async def _seed_organiser(http, bootstrap: str) -> str:
     inst = str(uuid.uuid4())
-    ev = CloudEvent(id=str(uuid.uuid4()), source="//bench/registry",
+    ev = CloudEvent(id=str(uuid.uuid4()), source="//platform.cjrh.sh.cn/registry",
                     type="cn.gov.sh.cjrh.registry.institution.registered", subject=inst, time=datetime.now(UTC),
                     data={"id": inst, "kind": "university", "name_zh": "基准测试大学", "status": "active",
                           "successor_id": None, "version": 1})

@@ -2,6 +2,7 @@
 """Who may do what on Kafka, from one source: the services' own specs plus deploy/kafka/platforms.yaml.
 
     python scripts/kafka_access.py            write the Strimzi KafkaUser and KafkaTopic resources (deploy/k8s/...)
+                                              and the topic owners consumers check (libs/common/common/...)
     python scripts/kafka_access.py --check    exit 1 if the committed resources differ from what the code says
     python scripts/kafka_access.py --print    list every principal's ACLs
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import sys
 import time
@@ -29,6 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS = ROOT / "deploy" / "kafka" / "platforms.yaml"
 OUT_DIR = ROOT / "deploy" / "k8s" / "overlays" / "prod" / "kafka-access"
+OWNERS_PATH = ROOT / "libs" / "common" / "common" / "topic_owners.json"  # read by every consumer (common.consumer)
 CLUSTER = "cjrh"  # the Strimzi Kafka resource's name (deploy/k8s/overlays/prod/kafka.yaml)
 ADMIN = "kafka-admin"  # super user: the topics job and the ACL setup only
 BROKER = "kafka-broker"  # the development broker's own inter-broker principal (super user)
@@ -112,6 +115,22 @@ class AccessModel:
                 if not t.endswith(".dlq"):
                     owners.setdefault(t, []).extend(p.sources)
         return {t: sorted(set(s)) for t, s in sorted(owners.items())}
+
+    def owners_document(self) -> dict:
+        """What consumers check an event's `source` against: per topic, its publishing service (whose source is
+        EVENT_SOURCE_BASE/<service> in any deployment) or the fixed sources of the platforms that write it."""
+        topics: dict[str, dict] = {}
+        for p in self.principals.values():
+            for t in p.writes:
+                if t.endswith(".dlq"):
+                    continue
+                entry = topics.setdefault(t, {"services": [], "sources": []})
+                if p.kind == "service":
+                    entry["services"].append(p.name)
+                else:
+                    entry["sources"] += p.sources
+        return {"generated_by": "scripts/kafka_access.py from deploy/kafka/platforms.yaml and the services' specs",
+                "topics": {t: {k: sorted(set(v)) for k, v in e.items()} for t, e in sorted(topics.items())}}
 
 
 def dead_letter(topic: str) -> str:
@@ -240,11 +259,15 @@ def render(model: AccessModel) -> dict[str, str]:
     }
 
 
-def drift(model: AccessModel, out_dir: Path = OUT_DIR) -> list[str]:
-    """Files under `out_dir` that differ from what the model generates."""
+def owners_text(model: AccessModel) -> str:
+    """The topic owners file consumers read, as JSON."""
+    return json.dumps(model.owners_document(), indent=2, ensure_ascii=False) + "\n"
+
+
+def drift(model: AccessModel, out_dir: Path = OUT_DIR, owners_path: Path = OWNERS_PATH) -> list[str]:
+    """Generated files (under `out_dir`, and the owners file) that differ from what the model generates."""
     stale = []
-    for name, text in render(model).items():
-        path = out_dir / name
+    for path, text in [*((out_dir / n, t) for n, t in render(model).items()), (owners_path, owners_text(model))]:
         if not path.exists() or path.read_text() != text:
             stale.append(str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
     return stale
@@ -307,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for name, text in render(model).items():
         (OUT_DIR / name).write_text(text)
+    OWNERS_PATH.write_text(owners_text(model))
     print(f"wrote {len(model.principals) + 1} KafkaUsers and {len(model.topics)} KafkaTopics to "
           f"{OUT_DIR.relative_to(ROOT)}")
     return 0

@@ -36,10 +36,13 @@ def test_the_committed_strimzi_resources_are_what_the_code_generates():
 def test_the_drift_check_can_fail(tmp_path: Path):
     for name, text in access.render(MODEL).items():
         (tmp_path / name).write_text(text)
-    assert access.drift(MODEL, tmp_path) == []
+    (tmp_path / "owners.json").write_text(access.owners_text(MODEL))
+    assert access.drift(MODEL, tmp_path, tmp_path / "owners.json") == []
     doc = copy.deepcopy(PLATFORMS_DOC)
     doc["platforms"]["market-supervision"]["grants"].append("registry.contact.v1")
-    assert access.drift(_model(doc), tmp_path) != []
+    assert access.drift(_model(doc), tmp_path, tmp_path / "owners.json") == [str(tmp_path / "kafka-users.yaml")]
+    doc["platforms"]["market-supervision"]["sources"].append("//elsewhere")
+    assert str(tmp_path / "owners.json") in access.drift(_model(doc), tmp_path, tmp_path / "owners.json")
 
 
 def test_a_service_may_write_what_it_publishes_and_its_dead_letters_and_read_what_it_consumes():

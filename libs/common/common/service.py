@@ -32,6 +32,7 @@ from common.kafka import KafkaSecurity
 from common.migrations import upgrade_async
 from common.observability import HttpMiddleware, configure_logging, on_request_end
 from common.outbox import WAKE, EventStager, OutboxRelay, producer_for
+from common.provenance import topic_owners
 
 log = logging.getLogger("common.service")
 
@@ -91,6 +92,7 @@ class Runtime:
                 producer=self.producer, renew_producer=self.renew_producer, max_attempts=s.consumer_max_attempts,
                 backoff_seconds=s.consumer_backoff_seconds, batch_size=s.consumer_batch_size,
                 group_suffix=s.consumer_group_suffix, security=self.security,
+                owners=topic_owners(s.event_source_base),
             )
             for c in spec.consumers
         ]
