@@ -8,7 +8,7 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) requir
 ROLE ?= office_admin
 INSTITUTION ?=
 
-.PHONY: help install broker run test test-unit chaos fuzz load bench lint token seed clean
+.PHONY: help install broker compose-secrets run test test-unit chaos fuzz load bench lint token seed clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ install: $(STAMP) ## create .venv and install the services, libs/common and the 
 
 broker: install ## start only the Kafka broker (127.0.0.1:9092, SASL_SSL; credentials in .local/kafka/security)
 	@$(BIN)/python scripts/broker.py start
+
+compose-secrets: install ## Kafka CA, keystore, passwords and ACL plan for deploy/compose.yaml (.local/compose/kafka)
+	@$(BIN)/python scripts/kafka_access.py --compose-secrets
 
 run: install ## broker + the four services (registry 8001, matching 8002, events 8003, notify 8004)
 	@$(BIN)/python scripts/run.py

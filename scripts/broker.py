@@ -271,8 +271,10 @@ def _write_private(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _certificates(folder: Path, keystore_password: str) -> None:
-    """A development CA and the broker's certificate (127.0.0.1 and localhost), valid for ten years."""
+def certificates(folder: Path, keystore_password: str, *, names: tuple[str, ...] = ("localhost",),
+                 ips: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    """A development CA (ca.pem) and the broker's certificate for `names` and `ips` in a PKCS12 keystore
+    (broker.p12), valid for ten years."""
     import datetime
     import ipaddress
 
@@ -296,11 +298,11 @@ def _certificates(folder: Path, keystore_password: str) -> None:
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + life)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            .add_extension(x509.SubjectAlternativeName([*(x509.DNSName(n) for n in names),
+                                                        *(x509.IPAddress(ipaddress.ip_address(i)) for i in ips)]),
                            critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
@@ -329,7 +331,7 @@ def security_setup(folder: Path = SECURITY_DIR) -> dict:
         internal = json.loads(internal_path.read_text()) if internal_path.exists() else {}
         if not internal:
             internal = {BROKER: _new_password(), CONTROLLER: _new_password(), "keystore": _new_password()}
-            _certificates(folder, internal["keystore"])
+            certificates(folder, internal["keystore"])
             _write_private(internal_path, json.dumps(internal, indent=2).encode())
         creds = json.loads(creds_path.read_text()) if creds_path.exists() else {
             "protocol": "SASL_SSL", "mechanism": "SCRAM-SHA-512", "cafile": str(folder / "ca.pem"), "principals": {}}

@@ -5,6 +5,7 @@
                                               and the topic owners consumers check (libs/common/common/...)
     python scripts/kafka_access.py --check    exit 1 if the committed resources differ from what the code says
     python scripts/kafka_access.py --print    list every principal's ACLs
+    python scripts/kafka_access.py --compose-secrets   certificates, passwords and the access plan for compose
 
 Each service's principal (its name) may WRITE and DESCRIBE the topics it publishes and the dead-letter topics of what
 it consumes, READ and DESCRIBE what it consumes, READ consumer groups named `<service>.*`, and IDEMPOTENT_WRITE the
@@ -309,13 +310,94 @@ async def apply(bootstrap: str, *, admin, passwords: dict[str, str], model: Acce
         await client.close()
 
 
+# --- Docker Compose: the same model, applied by a job inside the compose network ---------------------------------
+
+COMPOSE_DIR = ROOT / ".local" / "compose" / "kafka"
+
+
+def compose_secrets(out: Path = COMPOSE_DIR, model: AccessModel | None = None) -> list[str]:
+    """Write what deploy/compose.yaml mounts (never committed): the CA and the broker's keystore (for `kafka` and
+    `localhost`), the broker's security settings with its passwords, an env file per principal, and the access plan
+    (SCRAM credentials and ACLs) the `kafka-access` job applies. Passwords already there are kept."""
+    import importlib.util
+    import secrets
+
+    spec = importlib.util.spec_from_file_location("cjrh_broker_script", ROOT / "scripts" / "broker.py")
+    broker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(broker)
+    model = model or read_model()
+    out.mkdir(parents=True, exist_ok=True)
+    pw_path = out / "passwords.json"
+    passwords = json.loads(pw_path.read_text()) if pw_path.exists() else {}
+    for name in ["keystore", BROKER, CONTROLLER, ADMIN, *model.principals]:
+        passwords.setdefault(name, secrets.token_urlsafe(24))
+    if not (out / "broker.p12").exists():
+        broker.certificates(out, passwords["keystore"], names=("kafka", "localhost"), ips=("127.0.0.1",))
+    files: dict[str, str] = {"passwords.json": json.dumps(passwords, indent=2)}
+    plain = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+             f'username="{BROKER}" password="{passwords[BROKER]}" user_{BROKER}="{passwords[BROKER]}" '
+             f'user_{ADMIN}="{passwords[ADMIN]}";')
+    controller = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+                  f'username="{CONTROLLER}" password="{passwords[CONTROLLER]}" '
+                  f'user_{CONTROLLER}="{passwords[CONTROLLER]}";')
+    # Mounted as /mnt/shared/config/server.properties: the apache/kafka image starts from it and applies the
+    # KAFKA_* variables of compose.yaml on top. Services and platforms log in with SCRAM (created by the kafka-access
+    # job); the broker itself and the admin with PLAIN against static users, which exist before any metadata does.
+    files["server.properties"] = "\n".join([
+        "ssl.keystore.type=PKCS12", "ssl.keystore.location=/etc/kafka/cjrh/broker.p12",
+        f"ssl.keystore.password={passwords['keystore']}", f"ssl.key.password={passwords['keystore']}",
+        "ssl.truststore.type=PEM", "ssl.truststore.location=/etc/kafka/cjrh/ca.pem",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN", "sasl.mechanism.inter.broker.protocol=PLAIN",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.internal.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN",
+        f"listener.name.internal.plain.sasl.jaas.config={plain}",
+        "listener.name.internal.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.external.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.external.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.controller.plain.sasl.jaas.config={controller}",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=false",
+        f"super.users=User:{ADMIN};User:{BROKER};User:{CONTROLLER}", ""])
+    files["admin.properties"] = "\n".join([
+        "security.protocol=SASL_SSL", "sasl.mechanism=PLAIN",
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{ADMIN}" password="{passwords[ADMIN]}";',
+        "ssl.truststore.type=PEM", "ssl.truststore.location=/etc/kafka/cjrh/ca.pem", ""])
+    files["admin.env"] = (f"KAFKA_SASL_MECHANISM=PLAIN\nKAFKA_SASL_USERNAME={ADMIN}\n"
+                          f"KAFKA_SASL_PASSWORD={passwords[ADMIN]}\n")
+    for name in model.principals:
+        files[f"{name}.env"] = (f"KAFKA_SASL_MECHANISM=SCRAM-SHA-512\nKAFKA_SASL_USERNAME={name}\n"
+                                f"KAFKA_SASL_PASSWORD={passwords[name]}\n")
+    files["access.json"] = json.dumps(access_plan(model, {n: passwords[n] for n in model.principals}), indent=2)
+    for name, text in files.items():
+        path = out / name
+        path.write_text(text)
+        path.chmod(0o600 if name not in ("ca.pem",) else 0o644)
+    return sorted([*files, "ca.pem", "broker.p12"])
+
+
+def access_plan(model: AccessModel, passwords: dict[str, str]) -> dict:
+    """What a broker needs to enforce the model: each principal's SCRAM password and every ACL."""
+    return {"scram": passwords,
+            "acls": [[a.principal, a.resource, a.name, a.pattern, a.operation] for a in model.acls()]}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail if the committed manifests drifted")
     parser.add_argument("--print", action="store_true", help="list the ACLs")
+    parser.add_argument("--compose-secrets", action="store_true",
+                        help=f"write what deploy/compose.yaml mounts into {COMPOSE_DIR.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     model = read_model()
+    if args.compose_secrets:
+        written = compose_secrets(model=model)
+        print(f"wrote {len(written)} files to {COMPOSE_DIR.relative_to(ROOT)} (never commit them)")
+        return 0
     if args.print:
         for a in model.acls():
             print(f"User:{a.principal:20} {a.operation:16} {a.resource} {a.name} ({a.pattern})")

@@ -145,3 +145,47 @@ def test_each_production_workload_connects_as_its_own_kafka_user(kustomize_build
         env = {e["name"]: e for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["KAFKA_SASL_USERNAME"]["value"] == svc, doc["metadata"]["name"]
         assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": svc, "key": "password"}
+
+
+# --- Docker Compose ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((access.ROOT / "deploy" / "compose.yaml").read_text())
+
+
+def test_compose_kafka_accepts_only_tls_with_sasl(compose):
+    env = compose["services"]["kafka"]["environment"]
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(protocols.values()) == {"SASL_SSL"}
+
+
+def test_compose_services_connect_as_their_own_principal_and_only_the_jobs_as_the_admin(compose):
+    for name, s in compose["services"].items():
+        if s.get("image", "").split("/")[-1].split(":")[0] not in SERVICES or name == "kafka-access":
+            continue
+        svc, role = name.rsplit("-", 1)
+        if role == "migrate":
+            continue
+        expected = "admin.env" if role == "topics" else f"{svc}.env"
+        assert s["env_file"] == [f"../.local/compose/kafka/{expected}"], name
+        assert s["environment"]["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert compose["services"]["kafka-access"]["command"][0] == "kafka-access"
+
+
+def test_compose_secrets_provide_every_file_compose_mounts(compose, tmp_path: Path):
+    written = set(access.compose_secrets(tmp_path / "kafka", model=MODEL))
+    mounted = set()
+    for s in compose["services"].values():
+        for ref in [*s.get("env_file", []), *(v.split(":")[0] for v in s.get("volumes", []))]:
+            if ref.startswith("../.local/compose/kafka/"):
+                mounted.add(ref.removeprefix("../.local/compose/kafka/"))
+    assert mounted <= written
+    assert "access.json" in written and {f"{p}.env" for p in MODEL.principals} <= written
+    plan = __import__("json").loads((tmp_path / "kafka" / "access.json").read_text())
+    assert set(plan["scram"]) == set(MODEL.principals) and len(plan["acls"]) == len(MODEL.acls())
+    server = (tmp_path / "kafka" / "server.properties").read_text()
+    assert "allow.everyone.if.no.acl.found=false" in server and "StandardAuthorizer" in server
+    again = (tmp_path / "kafka" / "passwords.json").read_text()
+    access.compose_secrets(tmp_path / "kafka", model=MODEL)
+    assert (tmp_path / "kafka" / "passwords.json").read_text() == again, "passwords must survive a regeneration"

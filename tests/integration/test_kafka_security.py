@@ -147,3 +147,31 @@ async def test_the_admin_sees_every_topic_the_model_declares(secured):
             assert await partitions_of(consumer, topic, timeout=5), f"{topic} was not created at broker start"
     finally:
         await consumer.stop()
+
+
+async def test_the_compose_access_job_creates_credentials_and_acls_from_an_access_plan(secured, tmp_path):
+    """`ops.py kafka-access` (compose's job) applies what `make compose-secrets` writes, here to the test broker."""
+    import asyncio
+    import json
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    from tests.support.harness import ROOT
+
+    name, password = f"probe-{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(16)
+    topic = "registry.base.v1"
+    plan = tmp_path / "access.json"
+    plan.write_text(json.dumps({"scram": {name: password}, "acls": [
+        [name, "topic", topic, "literal", "Write"], [name, "topic", topic, "literal", "Describe"],
+        [name, "cluster", "kafka-cluster", "literal", "IdempotentWrite"]]}))
+    env = {**os.environ, **secured.admin.as_env(), "KAFKA_BOOTSTRAP_SERVERS": secured.bootstrap}
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, str(ROOT / "deploy/docker/ops.py"),
+                                                     "kafka-access", str(plan)], env=env, capture_output=True,
+                                   text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    probe = KafkaSecurity(username=name, password=password, cafile=secured.admin.cafile)
+    await _send(secured, probe, topic)
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _send(secured, probe, "registry.institution.v1")
