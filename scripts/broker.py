@@ -323,7 +323,7 @@ def security_setup(folder: Path = SECURITY_DIR) -> dict:
     sys.path.insert(0, str(ROOT / "scripts"))
     import kafka_access
 
-    model = kafka_access.read_model()
+    model = kafka_access.load_generated()
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # test sessions started at once share the folder
@@ -394,9 +394,11 @@ def start(data: Path, port: int, partitions: int, *, secure: bool = True) -> Non
     proc = _spawn(data, port, partitions, data / "broker.log", sec)
     pidfile.write_text(str(proc.pid))
     wait_ready(port, proc=proc, sec=sec)
+    serving = time.monotonic() - started
     if sec:
         _apply_access(port, sec, partitions, proc)
-    mode = f"SASL_SSL, credentials in {sec['credentials']}" if sec else "PLAINTEXT, no authentication"
+    mode = (f"SASL_SSL, credentials in {sec['credentials']}; serving after {serving:.1f}s, then topics, credentials "
+            f"and ACLs" if sec else "PLAINTEXT, no authentication")
     print(f"broker: ready on 127.0.0.1:{port} ({mode}) in {time.monotonic() - started:.1f}s (pid {proc.pid})",
           flush=True)
 

@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS = ROOT / "deploy" / "kafka" / "platforms.yaml"
 OUT_DIR = ROOT / "deploy" / "k8s" / "overlays" / "prod" / "kafka-access"
 OWNERS_PATH = ROOT / "libs" / "common" / "common" / "topic_owners.json"  # read by every consumer (common.consumer)
+# The model flattened (principals, topics, ACLs; no passwords): what scripts/broker.py applies at every start, read in
+# milliseconds instead of importing the four services.
+ACCESS_PATH = ROOT / "deploy" / "kafka" / "access.json"
 CLUSTER = "cjrh"  # the Strimzi Kafka resource's name (deploy/k8s/overlays/prod/kafka.yaml)
 ADMIN = "kafka-admin"  # super user: the topics job and the ACL setup only
 BROKER = "kafka-broker"  # the development broker's own inter-broker principal (super user)
@@ -265,10 +268,37 @@ def owners_text(model: AccessModel) -> str:
     return json.dumps(model.owners_document(), indent=2, ensure_ascii=False) + "\n"
 
 
-def drift(model: AccessModel, out_dir: Path = OUT_DIR, owners_path: Path = OWNERS_PATH) -> list[str]:
-    """Generated files (under `out_dir`, and the owners file) that differ from what the model generates."""
+def access_text(model: AccessModel) -> str:
+    """The flattened model the development broker applies (deploy/kafka/access.json), as JSON."""
+    return json.dumps({
+        "generated_by": "scripts/kafka_access.py from deploy/kafka/platforms.yaml and the services' specs",
+        "principals": {name: p.kind for name, p in model.principals.items()},
+        "topics": {name: t.kind for name, t in model.topics.items()},
+        "acls": [[a.principal, a.resource, a.name, a.pattern, a.operation] for a in model.acls()],
+    }, indent=1, ensure_ascii=False) + "\n"
+
+
+@dataclass
+class Generated:
+    """The flattened model read back from deploy/kafka/access.json."""
+
+    principals: dict[str, str]
+    topics: dict[str, str]
+    acls: list[Acl]
+
+
+def load_generated(path: Path = ACCESS_PATH) -> Generated:
+    """deploy/kafka/access.json (kept current by the drift test), without importing any service."""
+    doc = json.loads(path.read_text())
+    return Generated(doc["principals"], doc["topics"], [Acl(*row) for row in doc["acls"]])
+
+
+def drift(model: AccessModel, out_dir: Path = OUT_DIR, owners_path: Path = OWNERS_PATH,
+          access_path: Path = ACCESS_PATH) -> list[str]:
+    """Generated files (under `out_dir`, the owners and the access file) that differ from what the model gives."""
     stale = []
-    for path, text in [*((out_dir / n, t) for n, t in render(model).items()), (owners_path, owners_text(model))]:
+    for path, text in [*((out_dir / n, t) for n, t in render(model).items()), (owners_path, owners_text(model)),
+                       (access_path, access_text(model))]:
         if not path.exists() or path.read_text() != text:
             stale.append(str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
     return stale
@@ -276,7 +306,7 @@ def drift(model: AccessModel, out_dir: Path = OUT_DIR, owners_path: Path = OWNER
 
 # --- applying the model to a running broker (development and tests) ---------------------------------------------
 
-async def apply(bootstrap: str, *, admin, passwords: dict[str, str], model: AccessModel, partitions: int,
+async def apply(bootstrap: str, *, admin, passwords: dict[str, str], model: Generated, partitions: int,
                 replication: int = 1, timeout: float = 60.0) -> None:
     """As the admin: upsert every principal's SCRAM credentials, create missing topics, create the ACLs."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -305,7 +335,7 @@ async def apply(bootstrap: str, *, admin, passwords: dict[str, str], model: Acce
                 await client.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass
-        await kafka_admin.create_acls(client, model.acls())
+        await kafka_admin.create_acls(client, model.acls)
     finally:
         await client.close()
 
@@ -413,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in render(model).items():
         (OUT_DIR / name).write_text(text)
     OWNERS_PATH.write_text(owners_text(model))
+    ACCESS_PATH.write_text(access_text(model))
     print(f"wrote {len(model.principals) + 1} KafkaUsers and {len(model.topics)} KafkaTopics to "
           f"{OUT_DIR.relative_to(ROOT)}")
     return 0

@@ -36,13 +36,21 @@ def test_the_committed_strimzi_resources_are_what_the_code_generates():
 def test_the_drift_check_can_fail(tmp_path: Path):
     for name, text in access.render(MODEL).items():
         (tmp_path / name).write_text(text)
-    (tmp_path / "owners.json").write_text(access.owners_text(MODEL))
-    assert access.drift(MODEL, tmp_path, tmp_path / "owners.json") == []
+    owners, plan = tmp_path / "owners.json", tmp_path / "access.json"
+    owners.write_text(access.owners_text(MODEL))
+    plan.write_text(access.access_text(MODEL))
+    assert access.drift(MODEL, tmp_path, owners, plan) == []
     doc = copy.deepcopy(PLATFORMS_DOC)
     doc["platforms"]["market-supervision"]["grants"].append("registry.contact.v1")
-    assert access.drift(_model(doc), tmp_path, tmp_path / "owners.json") == [str(tmp_path / "kafka-users.yaml")]
+    assert access.drift(_model(doc), tmp_path, owners, plan) == [str(tmp_path / "kafka-users.yaml"), str(plan)]
     doc["platforms"]["market-supervision"]["sources"].append("//elsewhere")
-    assert str(tmp_path / "owners.json") in access.drift(_model(doc), tmp_path, tmp_path / "owners.json")
+    assert str(owners) in access.drift(_model(doc), tmp_path, owners, plan)
+
+
+def test_the_broker_applies_exactly_the_model():
+    generated = access.load_generated()
+    assert generated.acls == MODEL.acls()
+    assert set(generated.principals) == set(MODEL.principals) and set(generated.topics) == set(MODEL.topics)
 
 
 def test_a_service_may_write_what_it_publishes_and_its_dead_letters_and_read_what_it_consumes():
