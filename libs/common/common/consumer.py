@@ -4,7 +4,8 @@ For each partition batch: decode every message (bytes that are not a CloudEvent 
 the handlers and record each event id in `processed_events` in one database transaction, and only then commit the
 offsets. An event whose CloudEvents `source` does not own the topic it arrived on (common.provenance) is dead-lettered
 with that reason, never applied. If the batch fails, its messages are retried one by one with bounded backoff; a
-message that still fails, or is malformed, is dead-lettered with the original bytes, the reason and the consumer's name, and the consumer goes on.
+message that still fails, or is malformed, is dead-lettered with the original bytes, the reason and the consumer's
+name, and the consumer goes on.
 Infrastructure failures (database or broker down) are never blamed on a message: the batch is rewound and retried.
 """
 
