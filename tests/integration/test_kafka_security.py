@@ -4,11 +4,17 @@ role needs and nothing more; a wrong password, an untrusted certificate or a pla
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+)
 
 from common.kafka import PLAINTEXT, KafkaSecurity
 from tests.support.harness import Broker, kafka_access, partitions_of
@@ -26,12 +32,23 @@ def secured(broker: Broker) -> Broker:
     return broker
 
 
+def _broker_record_limit(broker: Broker) -> int:
+    found = re.search(r"^message\.max\.bytes=(\d+)$", (broker.data / "server.properties").read_text(), re.M)
+    return int(found.group(1)) if found else 1_048_588
+
+
 async def _send(broker: Broker, security: KafkaSecurity, topic: str) -> None:
+    """Prove `security` may write `topic` without leaving a record on the shared topics (other tests read them from
+    the beginning): the broker authorises a produce request before it checks the size, so a record just over the
+    broker's limit is refused as too large when writing is allowed, and as unauthorised when it is not."""
+    limit = _broker_record_limit(broker)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, acks="all",
-                                request_timeout_ms=10000, **security.client_kwargs())
+                                request_timeout_ms=20000, max_request_size=2 * limit + 1_048_576,
+                                **security.client_kwargs())
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value=b'{"probe": true}', key=b"probe")
+        with pytest.raises(MessageSizeTooLargeError):  # the broker's verdict: the client allows twice the size
+            await producer.send_and_wait(topic, value=b"p" * (limit + 1024), key=b"probe")
     finally:
         await producer.stop()
 
