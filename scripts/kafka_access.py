@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -357,18 +358,25 @@ async def _wait_effective(bootstrap: str, *, admin, passwords: dict[str, str], m
         return
     security = KafkaSecurity(protocol=admin.protocol, mechanism=admin.mechanism, username=principal,
                              password=passwords[principal], cafile=admin.cafile)
-    while True:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, request_timeout_ms=5000,
-                                    **security.client_kwargs())
-        try:
-            await producer.start()  # authenticates and asks for a producer id (IdempotentWrite)
-            return
-        except KafkaError as exc:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the broker does not enforce the new credentials and ACLs yet: {exc!r}") from exc
-            await asyncio.sleep(0.2)
-        finally:
-            await producer.stop()
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    level = sender_log.level
+    sender_log.setLevel(logging.CRITICAL)  # the refusals expected meanwhile are not errors worth printing
+    try:
+        while True:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                        request_timeout_ms=5000, **security.client_kwargs())
+            try:
+                await producer.start()  # authenticates and asks for a producer id (IdempotentWrite)
+                return
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the broker does not enforce the new credentials and ACLs yet: {exc!r}"
+                                       ) from exc
+                await asyncio.sleep(0.2)
+            finally:
+                await producer.stop()
+    finally:
+        sender_log.setLevel(level)
 
 
 # --- Docker Compose: the same model, applied by a job inside the compose network ---------------------------------
