@@ -13,7 +13,7 @@ REQUIREMENTS = libs/common $(foreach s,$(wildcard services/*/pyproject.toml),$(d
 ROLE ?= office_admin
 INSTITUTION ?=
 
-.PHONY: help install lock broker postgres cluster cluster-faults run test test-unit chaos fuzz load bench lint token seed clean
+.PHONY: help install lock broker postgres cluster cluster-faults compose-secrets run test test-unit chaos fuzz load bench lint token seed clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,8 +43,11 @@ lock: ## re-resolve every dependency range into constraints.txt, from a clean in
 	@rm -rf $(LOCK_VENV)
 	@echo "lock: $$(grep -c '==' $(CONSTRAINTS)) packages pinned in $(CONSTRAINTS)"
 
-broker: install ## start only the Kafka broker (127.0.0.1:9092) in the background
-	@$(PY) scripts/broker.py start
+broker: install ## start only the Kafka broker (127.0.0.1:9092, SASL_SSL; credentials in .local/kafka/security)
+	@$(BIN)/python scripts/broker.py start
+
+compose-secrets: install ## Kafka CA, keystore, passwords and ACL plan for deploy/compose.yaml (.local/compose/kafka)
+	@$(BIN)/python scripts/kafka_access.py --compose-secrets
 
 postgres: install ## start only the checkout's PostgreSQL (127.0.0.1:55432, data in .local/pg) in the background
 	@$(BIN)/python scripts/pg.py start
@@ -93,4 +96,4 @@ token: install ## print a development JWT on the last line: make token ROLE=inst
 
 clean: ## stop PostgreSQL; remove its data, broker data and logs (keeps the fetched Kafka jars)
 	-@test -x $(BIN)/python && $(BIN)/python scripts/pg.py stop
-	rm -rf .local/pg .local/kafka/data .local/logs
+	rm -rf .local/pg .local/kafka/data .local/logs .local/kafka/security

@@ -32,7 +32,7 @@ from common.events import CloudEvent
 from common.migrations import upgrade_async
 from common.service import ensure_topics
 from events.config import MIGRATIONS
-from tests.support.harness import ROOT, auth, free_port, partitions_of, produce, token, wait_until
+from tests.support.harness import ROOT, auth, free_port, partitions_of, produce, token, tooling_security, wait_until
 from tests.support.loadgen import LoadClient, Reply, collector_paused
 
 STORM_REQUESTS = 600
@@ -61,7 +61,7 @@ async def _events_process(ctx: BenchContext):
     # Migrate once up front, as a deployment's migration job does: processes starting together would race.
     await upgrade_async(MIGRATIONS, db_url)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=ctx.broker.bootstrap, LOG_LEVEL="WARNING",
-               EVENTS_DATABASE_URL=db_url, EVENTS_RUN_MIGRATIONS="false")
+               EVENTS_DATABASE_URL=db_url, EVENTS_RUN_MIGRATIONS="false", **ctx.broker.security("events").as_env())
     procs = [_spawn(port, dict(env, RUN_WORKERS="false"), WORKERS),
              _spawn(free_port(), dict(env, RUN_WORKERS="true"), 1)]
     try:
@@ -120,7 +120,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 async def _seed_organiser(http, bootstrap: str) -> str:
     inst = str(uuid.uuid4())
-    ev = CloudEvent(id=str(uuid.uuid4()), source="//bench/registry",
+    ev = CloudEvent(id=str(uuid.uuid4()), source="//platform.cjrh.sh.cn/registry",
                     type="cn.gov.sh.cjrh.registry.institution.registered", subject=inst, time=datetime.now(UTC),
                     data={"id": inst, "kind": "university", "name_zh": "基准测试大学", "status": "active",
                           "successor_id": None, "version": 1})
@@ -222,7 +222,7 @@ async def _reads(http, activity_id: str, n: int) -> float:
 
 async def _tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                fetch_max_wait_ms=5)
+                                fetch_max_wait_ms=5, **tooling_security(bootstrap).client_kwargs())
     await consumer.start()
     tps = await partitions_of(consumer, topic)
     consumer.assign(tps)
@@ -291,9 +291,10 @@ async def _at_rate(http, bootstrap: str, activity_id: str, rate_per_s: int, seco
 async def _broker_floor(bootstrap: str, n: int = 500) -> dict:
     """Produce -> consume latency of registration-sized messages, at the same rate, without the service."""
     topic = f"bench.broker-floor.{uuid.uuid4().hex[:8]}"  # a topic of its own: no consumer of the platform reads it
-    await ensure_topics(bootstrap, [topic], partitions=3)
+    await ensure_topics(bootstrap, [topic], partitions=3, security=tooling_security(bootstrap))
     consumer = await _tail(bootstrap, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=1,
+                                **tooling_security(bootstrap).client_kwargs())
     await producer.start()
     sent: dict[str, float] = {}
     lat: list[float] = []

@@ -20,7 +20,7 @@ from bench.support import BenchContext, table
 from common.events import CloudEvent
 from notify.config import Settings
 from notify.models import InboxMessage, new_id
-from tests.support.harness import run_service
+from tests.support.harness import run_service, tooling_security
 
 PREFIX = "cn.gov.sh.cjrh"
 N_EVENTS = 20_000
@@ -43,7 +43,7 @@ def registration_event(participant: str, activity: str, reg_id: str) -> bytes:
 async def produce_all(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> float:
     """Send (key, value) pairs as fast as the producer batches them; returns the seconds it took."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
-                                max_batch_size=1_048_576)
+                                max_batch_size=1_048_576, **tooling_security(bootstrap).client_kwargs())
     await producer.start()
     started = time.monotonic()
     try:

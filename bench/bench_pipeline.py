@@ -55,8 +55,8 @@ async def _one_round(ctx: BenchContext, events: list[tuple[str, str, bytes]]) ->
     """Seconds for the raw producer and for the relay to publish the same messages (fresh topics, fresh database)."""
     bootstrap = ctx.broker.bootstrap
     raw_topic, relay_topic = new_topic(), new_topic()
-    await ensure_topics(bootstrap, [raw_topic, relay_topic], partitions=3)
-    raw = producer_for(bootstrap, client_id="bench-raw")
+    await ensure_topics(bootstrap, [raw_topic, relay_topic], partitions=3, security=ctx.broker.admin)
+    raw = producer_for(bootstrap, client_id="bench-raw", security=ctx.broker.admin)
     await raw.start()
     started = time.perf_counter()
     futures = [await raw.send(raw_topic, value=payload, key=wid.encode()) for wid, _, payload in events]
@@ -124,9 +124,10 @@ async def raw_kafka_latency(ctx: BenchContext) -> dict:
     """Baseline: raw produce -> consume latency at RATE msgs/s."""
     bootstrap = ctx.broker.bootstrap
     topic = new_topic()
-    await ensure_topics(bootstrap, [topic], partitions=3)
+    await ensure_topics(bootstrap, [topic], partitions=3, security=ctx.broker.admin)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex[:6]}",
-                                auto_offset_reset="earliest", enable_auto_commit=True)
+                                auto_offset_reset="earliest", enable_auto_commit=True,
+                                **ctx.broker.admin.client_kwargs())
     await consumer.start()
     await consumer.getmany(timeout_ms=1000)
     sent_at: dict[int, float] = {}
@@ -140,7 +141,7 @@ async def raw_kafka_latency(ctx: BenchContext) -> dict:
                 for m in msgs:
                     latencies.append(now - sent_at[int(m.value)])
 
-    producer = producer_for(bootstrap, client_id="bench-latency")
+    producer = producer_for(bootstrap, client_id="bench-latency", security=ctx.broker.admin)
     await producer.start()
     reader = asyncio.create_task(consume())
 

@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from load.platform import Platform
-from tests.support.harness import partitions_of
+from tests.support.harness import partitions_of, tooling_security
 
 
 def consumer_lag(metrics_text: str) -> int:
@@ -88,7 +88,8 @@ class Sampler:
 
 async def read_to_end(bootstrap: str, topic: str) -> list:
     """Every record on `topic` up to its end offsets at the time of the call (no consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **tooling_security(bootstrap).client_kwargs())
     await consumer.start()
     try:
         tps = await partitions_of(consumer, topic)

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from common.outbox import producer_is_broken
 from load.seed import DISTRICTS, INDUSTRIES, KEYWORDS, OFFICE, Seeded, uscc
-from tests.support.harness import auth
+from tests.support.harness import auth, principal_security
 from tests.support.loadgen import LoadClient
 from tests.support.poison import enterprise_record
 
@@ -97,8 +97,10 @@ class Workload:
             await self.producer.stop()
 
     async def _new_producer(self) -> AIOKafkaProducer:
+        # As the city's market-supervision platform: its principal may write municipal.enterprise.v1 and nothing else.
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all",
-                                    request_timeout_ms=int(REQUEST_TIMEOUT * 1000))
+                                    request_timeout_ms=int(REQUEST_TIMEOUT * 1000),
+                                    **principal_security(self.bootstrap, "market-supervision").client_kwargs())
         await producer.start()
         return producer
 

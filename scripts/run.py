@@ -4,11 +4,14 @@
 Ports: REGISTRY_PORT (8001), MATCHING_PORT (8002), EVENTS_PORT (8003), NOTIFY_PORT (8004), KAFKA_PORT (9092),
 PG_PORT (55432). Databases: one per service on the checkout's embedded PostgreSQL (scripts/pg.py, data in .local/pg),
 created on first start; <SERVICE>_DATABASE_URL points a service at any other server instead. With
-KAFKA_BOOTSTRAP_SERVERS set, that broker is used and none is started.
+KAFKA_BOOTSTRAP_SERVERS set, that broker is used (with the KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_* settings
+given) and none is started; otherwise the secured development broker starts and each service connects as its own
+principal, with the password scripts/broker.py generated for it in .local/kafka/security/credentials.json.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -57,13 +60,20 @@ def main() -> None:
     env.setdefault("DEV_MODE", "true")  # the public development secret and `make token`'s tokens are accepted
     procs: list[tuple[str, int, subprocess.Popen]] = []
     (ROOT / ".local" / "logs").mkdir(parents=True, exist_ok=True)
+    creds = json.loads((ROOT / ".local/kafka/security/credentials.json").read_text()) if started_broker else None
     for name, default_port in SERVICES:
         port = int(env.get(f"{name.upper()}_PORT", default_port))
+        service_env = dict(env)
+        if creds:  # the service's own principal: it may write only what it publishes, read only what it consumes
+            service_env.update({
+                "KAFKA_SECURITY_PROTOCOL": creds["protocol"], "KAFKA_SASL_MECHANISM": creds["mechanism"],
+                "KAFKA_SASL_USERNAME": name, "KAFKA_SASL_PASSWORD": creds["principals"][name],
+                "KAFKA_SSL_CAFILE": creds["cafile"]})
         log = open(ROOT / ".local" / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", f"{name}.main:create_app", "--host", "127.0.0.1",
              "--port", str(port), "--no-access-log"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=service_env, stdout=log, stderr=subprocess.STDOUT,
         )
         procs.append((name, port, proc))
 
@@ -85,7 +95,8 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
-    print(f"broker    {env['KAFKA_BOOTSTRAP_SERVERS']}")
+    print(f"broker    {env['KAFKA_BOOTSTRAP_SERVERS']}"
+          + ("  SASL_SSL; `python scripts/broker.py env <principal>` prints a client's settings" if creds else ""))
     if local_db:
         pg_port = env.get("PG_PORT", LOCAL_PG_PORT)
         print(f"postgres  127.0.0.1:{pg_port} (databases {', '.join(local_db)}; data .local/pg)")

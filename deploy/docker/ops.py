@@ -6,6 +6,8 @@
     ops.py migrate      bring the service's database to the latest Alembic revision, then exit
     ops.py topics       create the topics the service writes to (its own and the dead-letter topics), then exit
     ops.py healthcheck  exit 0 when GET /readyz (or /healthz with --live) answers 200 on this container's port
+    ops.py kafka-access PLAN   as the Kafka admin: create the SCRAM credentials and ACLs of an access plan
+                        (written by `make compose-secrets`, from scripts/kafka_access.py), then exit
 
 The service is named by $SERVICE (baked into the image); the port by $PORT (8000). Everything else is the service's
 own settings, read from the environment as usual (REGISTRY_DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, JWT_SECRET, ...).
@@ -85,7 +87,7 @@ def create_topics() -> None:
         for attempt in range(30):
             try:
                 await ensure_topics(s.kafka_bootstrap_servers, topics, partitions=s.topic_partitions,
-                                    replication=s.topic_replication)
+                                    replication=s.topic_replication, security=s.kafka_security)
                 return
             except Exception as exc:  # the broker may still be starting: retry with backoff, then give up
                 print(f"broker not ready ({exc!r}); retry {attempt + 1}", flush=True)
@@ -95,6 +97,44 @@ def create_topics() -> None:
 
     asyncio.run(go())
     print(f"{service_name()}: topics ready: {', '.join(topics)}", flush=True)
+
+
+def kafka_access(plan_path: str) -> None:
+    """Apply an access plan ({"scram": {user: password}, "acls": [[principal, resource, name, pattern, operation]]})
+    as the admin principal the environment names (KAFKA_SASL_USERNAME, ...), retrying while the broker starts."""
+    import json
+    from types import SimpleNamespace
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from common import kafka_admin
+    from common.config import ServiceSettings
+
+    s = ServiceSettings()
+    plan = json.loads(open(plan_path).read())
+    acls = [SimpleNamespace(principal=p, resource=r, name=n, pattern=pt, operation=o)
+            for p, r, n, pt, o in plan["acls"]]
+
+    async def go() -> None:
+        delay = 1.0
+        for attempt in range(30):
+            admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers, client_id="kafka-access",
+                                        **s.kafka_security.client_kwargs())
+            try:
+                await admin.start()
+                await kafka_admin.upsert_scram(admin, plan["scram"])
+                created = await kafka_admin.create_acls(admin, acls)
+                print(f"kafka-access: {len(plan['scram'])} principals, {created} ACLs", flush=True)
+                return
+            except Exception as exc:  # the broker may still be starting: retry with backoff, then give up
+                print(f"broker not ready ({exc!r}); retry {attempt + 1}", flush=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                await admin.close()
+        raise SystemExit("could not apply the Kafka access plan")
+
+    asyncio.run(go())
 
 
 def healthcheck(*, live: bool) -> int:
@@ -110,7 +150,8 @@ def healthcheck(*, live: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch one of the commands."""
     ap = argparse.ArgumentParser(description="run one role of a platform service")
-    ap.add_argument("command", choices=["api", "worker", "migrate", "topics", "healthcheck"])
+    ap.add_argument("command", choices=["api", "worker", "migrate", "topics", "healthcheck", "kafka-access"])
+    ap.add_argument("plan", nargs="?", help="kafka-access: the access plan (JSON)")
     ap.add_argument("--live", action="store_true", help="healthcheck: liveness (/healthz) instead of readiness")
     args = ap.parse_args(argv)
     if args.command in ("api", "worker"):
@@ -119,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         migrate()
     elif args.command == "topics":
         create_topics()
+    elif args.command == "kafka-access":
+        kafka_access(args.plan)
     else:
         return healthcheck(live=args.live)
     return 0

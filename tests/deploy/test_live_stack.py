@@ -23,7 +23,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.registry.tests.support import school
 from tests.deploy.support import gen
-from tests.support.harness import free_port, fresh_database, token
+from tests.support.harness import (
+    ADMIN_PRINCIPAL,
+    free_port,
+    fresh_database,
+    principal_security,
+    token,
+    tooling_security,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +70,7 @@ class Stack:
 
     def __init__(self, tmp: Path, bootstrap: str) -> None:
         self.tmp = tmp
+        self.bootstrap = bootstrap
         self.logs = tmp / "logs"
         self.logs.mkdir()
         self.procs: list[tuple[str, subprocess.Popen]] = []
@@ -75,8 +83,11 @@ class Stack:
     def command(self, svc: str, role: str, **env: str) -> subprocess.Popen:
         """Start `ops.py <role>` for a service, as the container would."""
         log = open(self.logs / f"{svc}-{role}.log", "wb")
+        # Each role connects as the service's own principal; the topics job as the admin, as in compose.
+        kafka = principal_security(self.bootstrap, ADMIN_PRINCIPAL if role == "topics" else svc).as_env()
         proc = subprocess.Popen([sys.executable, str(OPS), role], cwd=self.tmp,
-                                env={**self.env, "SERVICE": svc, **env}, stdout=log, stderr=subprocess.STDOUT)
+                                env={**self.env, **kafka, "SERVICE": svc, **env}, stdout=log,
+                                stderr=subprocess.STDOUT)
         self.procs.append((f"{svc}-{role}", proc))
         return proc
 
@@ -124,7 +135,7 @@ class Stack:
 
 
 async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **tooling_security(bootstrap).client_kwargs())
     await admin.start()
     try:
         return set(await admin.list_topics())
@@ -135,7 +146,7 @@ async def _topics(bootstrap: str) -> set[str]:
 async def _read_since(bootstrap: str, topics: list[str], since_ms: int, until) -> list:
     """Records of the topics written at or after `since_ms`, read until `until(records)` holds (or 30 s pass)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                isolation_level="read_committed")
+                                isolation_level="read_committed", **tooling_security(bootstrap).client_kwargs())
     await consumer.start()
     records = []
     try:

@@ -44,7 +44,7 @@ async def make_widget(session, event: CloudEvent) -> None:
 @pytest.fixture
 async def harness(broker):
     topic = new_topic()
-    await ensure_topics(broker.bootstrap, [topic, f"{topic}.dlq"], partitions=1)
+    await ensure_topics(broker.bootstrap, [topic, f"{topic}.dlq"], partitions=1, security=broker.admin)
     s = Scratch(await fresh_database("consumer"), broker.bootstrap)
     await s.create()
     await s.producer.start()
@@ -52,7 +52,7 @@ async def harness(broker):
         name="widgets", service="scratch", bootstrap=broker.bootstrap,
         subscriptions=[subscribe(topic, PREFIX, {"scratch.widget.made": make_widget}, strict=True)],
         sessions=s.sessions, processed=processed,
-        producer=s.producer, max_attempts=3, backoff_seconds=0.01,
+        producer=s.producer, max_attempts=3, backoff_seconds=0.01, security=s.security,
     )
     consumer.group_id = f"scratch-{uuid.uuid4().hex[:6]}"
     task = asyncio.create_task(consumer.run())

@@ -94,7 +94,9 @@ async def request_ok(svc: Service, method: str, url: str, *, headers: dict[str, 
 
 def cloud_event(name: str, data: dict, subject: str) -> bytes:
     """A CloudEvent as another service publishes it (services never import each other)."""
-    return CloudEvent(id=str(uuid.uuid4()), source="//platform.cjrh.sh.cn/test", type=PREFIX + name,
+    # The publishing service's source: consumers dead-letter events from anyone but the topic's owner.
+    source = f"//platform.cjrh.sh.cn/{name.split('.')[0]}"
+    return CloudEvent(id=str(uuid.uuid4()), source=source, type=PREFIX + name,
                       subject=subject, time=datetime.now(UTC), data=data).to_bytes()
 
 

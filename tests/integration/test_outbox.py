@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def scratch(broker):
     topic = new_topic()
-    await ensure_topics(broker.bootstrap, [topic], partitions=3)
+    await ensure_topics(broker.bootstrap, [topic], partitions=3, security=broker.admin)
     s = Scratch(await fresh_database("outbox"), broker.bootstrap)
     await s.create()
     await s.producer.start()
@@ -141,7 +141,8 @@ async def test_a_producer_out_of_step_with_the_broker_is_replaced_and_nothing_is
     renewed = []
 
     async def renew():
-        scratch.producer = scratch.relay.producer = producer_for(scratch.bootstrap, client_id="scratch-renewed")
+        scratch.producer = scratch.relay.producer = producer_for(scratch.bootstrap, client_id="scratch-renewed",
+                                                                         security=scratch.security)
         await scratch.producer.start()
         renewed.append(scratch.producer)
 

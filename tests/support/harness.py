@@ -25,12 +25,15 @@ from fastapi import FastAPI
 
 from common.auth import mint_token
 from common.config import LOCAL_PG_PORT, ServiceSettings
+from common.kafka import PLAINTEXT, KafkaSecurity, LocalCredentials
 from common.service import Runtime, ensure_topics, topics_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # Tests run with the development trust settings (public secret, no issuer); services refuse them without DEV_MODE.
 os.environ.setdefault("DEV_MODE", "true")
 BROKER = ROOT / "scripts" / "broker.py"
+SECURITY_DIR = Path(os.environ.get("KAFKA_SECURITY_DIR", ROOT / ".local" / "kafka" / "security"))
+ADMIN_PRINCIPAL = "kafka-admin"
 PG = ROOT / "scripts" / "pg.py"
 # TEST_PG_URL points the tests at any PostgreSQL; by default they use the checkout's own server (scripts/pg.py).
 ADMIN_PG_URL = os.environ.get(
@@ -38,6 +41,17 @@ ADMIN_PG_URL = os.environ.get(
 CREATED_DATABASES: list[str] = []
 SECRET = ServiceSettings().jwt_secret
 AUDIENCE = ServiceSettings().jwt_audience
+
+
+def kafka_access():
+    """scripts/kafka_access.py (who may do what on Kafka) as a module."""
+    import importlib.util
+
+    if "cjrh_kafka_access" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("cjrh_kafka_access", ROOT / "scripts" / "kafka_access.py")
+        sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["cjrh_kafka_access"]
 
 
 def free_port() -> int:
@@ -56,12 +70,31 @@ def free_port() -> int:
 
 @dataclass
 class Broker:
-    """A Kafka broker for the test session; `owned` when this session started it (and may stop/start it)."""
+    """A Kafka broker for the test session; `owned` when this session started it (and may stop/start it).
+
+    A broker this session starts is secured (SASL_SSL, SCRAM-SHA-512, ACLs): `security(principal)` says how a service
+    or platform connects to it; test tooling (reading any topic, sending poison) uses the admin principal."""
 
     bootstrap: str
     owned: bool
     data: Path | None = None
     port: int | None = None
+    credentials: LocalCredentials | None = None
+    tooling: KafkaSecurity = PLAINTEXT
+
+    def __post_init__(self) -> None:
+        _BROKERS[self.bootstrap] = self
+
+    def security(self, principal: str) -> KafkaSecurity:
+        """How `principal` (a service, a platform, the admin) connects to this broker."""
+        if self.credentials is None:
+            return self.tooling  # an outside broker: every client connects as KAFKA_SASL_USERNAME says
+        return self.credentials.security(principal)
+
+    @property
+    def admin(self) -> KafkaSecurity:
+        """The super user, for test tooling only."""
+        return self.tooling
 
     def stop(self) -> None:
         """Stop the broker (owned brokers only)."""
@@ -83,14 +116,34 @@ class Broker:
                        check=True)
 
 
+# Test tooling (read_topic, produce, processes, benchmarks) takes a bootstrap string; the broker behind it says how to
+# authenticate.
+_BROKERS: dict[str, Broker] = {}
+
+
+def tooling_security(bootstrap: str) -> KafkaSecurity:
+    """How test tooling connects to `bootstrap`: the admin principal of a broker this session started."""
+    broker = _BROKERS.get(bootstrap)
+    return broker.admin if broker else ServiceSettings().kafka_security
+
+
+def principal_security(bootstrap: str, principal: str) -> KafkaSecurity:
+    """How `principal` (a service or a platform) connects to `bootstrap`."""
+    broker = _BROKERS.get(bootstrap)
+    return broker.security(principal) if broker else ServiceSettings().kafka_security
+
+
 def start_broker(tmp: Path) -> Broker:
-    """Use KAFKA_BOOTSTRAP_SERVERS when set, else start a fresh local broker on a free port."""
+    """Use KAFKA_BOOTSTRAP_SERVERS when set (with the KAFKA_SECURITY_PROTOCOL/KAFKA_SASL_* settings), else start a
+    fresh secured local broker on a free port."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        return Broker(os.environ["KAFKA_BOOTSTRAP_SERVERS"], owned=False)
+        return Broker(os.environ["KAFKA_BOOTSTRAP_SERVERS"], owned=False, tooling=ServiceSettings().kafka_security)
     port = free_port()
     data = tmp / "kafka"
     subprocess.run([sys.executable, str(BROKER), "start", "--data", str(data), "--port", str(port)], check=True)
-    return Broker(f"127.0.0.1:{port}", owned=True, data=data, port=port)
+    creds = LocalCredentials.load(SECURITY_DIR / "credentials.json")
+    return Broker(f"127.0.0.1:{port}", owned=True, data=data, port=port, credentials=creds,
+                  tooling=creds.security(ADMIN_PRINCIPAL))
 
 
 @functools.cache
@@ -168,8 +221,10 @@ async def run_service(
                 "write_rate_per_second": 0,  # storms and benchmarks write fast with one token; the limiter has its test
                 "failed_auth_per_second": 0,  # authorisation matrices send many refused tokens; so has this limiter
                 "consumer_group_suffix": current_group_suffix.get()}
+    principal = overrides.pop("principal", None) or settings_cls.model_fields["service_name"].default
     settings = settings_cls(
-        database_url=db_url, kafka_bootstrap_servers=broker.bootstrap, **{**defaults, **overrides},
+        database_url=db_url, kafka_bootstrap_servers=broker.bootstrap,
+        **{**defaults, **kafka_settings(broker.security(principal)), **overrides},
     )
     app = create_app(settings)
     if settings.consumer_group_suffix:
@@ -185,6 +240,13 @@ async def run_service(
             yield Service(app=app, runtime=runtime, http=http)
 
 
+def kafka_settings(security: KafkaSecurity) -> dict[str, Any]:
+    """Settings fields that make a service connect as `security` says."""
+    return {"kafka_security_protocol": security.protocol, "kafka_sasl_mechanism": security.mechanism,
+            "kafka_sasl_username": security.username, "kafka_sasl_password": security.password,
+            "kafka_ssl_cafile": security.cafile}
+
+
 # Each test's consumer groups get their own suffix (set by an autouse fixture), so a test's services see the events
 # produced during that test, not the backlog other tests left on the shared topics.
 current_group_suffix: ContextVar[str] = ContextVar("current_group_suffix", default="")
@@ -193,11 +255,13 @@ current_group_suffix: ContextVar[str] = ContextVar("current_group_suffix", defau
 async def start_groups_at_end(app: FastAPI, settings: ServiceSettings) -> None:
     """Create the service's topics and, for consumer groups new to this test, commit the current end offsets."""
     spec = app.state.spec
-    await ensure_topics(settings.kafka_bootstrap_servers, topics_for(spec), partitions=settings.topic_partitions)
+    security = settings.kafka_security  # the service's own principal: its groups are `<service>.*`
+    await ensure_topics(settings.kafka_bootstrap_servers, topics_for(spec), partitions=settings.topic_partitions,
+                        security=tooling_security(settings.kafka_bootstrap_servers))
     for c in spec.consumers:
         group = f"{settings.service_name}.{c.name}{settings.consumer_group_suffix}"
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                                    enable_auto_commit=False)
+                                    enable_auto_commit=False, **security.client_kwargs())
         await consumer.start()
         try:
             tps = []
@@ -246,9 +310,13 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str, *, timeout: floa
 
 async def read_topic(
     bootstrap: str, topic: str, *, until: Callable[[list], bool], timeout: float = 20.0,
+    security: KafkaSecurity | None = None,
 ) -> list:
-    """Read a topic from the beginning (no consumer group) until `until(records)` holds; returns the records."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    """Read a topic from the beginning (no consumer group) until `until(records)` holds; returns the records.
+
+    As the admin unless `security` names another principal."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **(security or tooling_security(bootstrap)).client_kwargs())
     await consumer.start()
     try:
         tps = await partitions_of(consumer, topic)
@@ -267,9 +335,13 @@ async def read_topic(
         await consumer.stop()
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes | None], *, key: bytes | None = b"k") -> None:
-    """Send raw bytes to a topic (for duplicates and poison messages)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+async def produce(
+    bootstrap: str, topic: str, values: list[bytes | None], *, key: bytes | None = b"k",
+    security: KafkaSecurity | None = None,
+) -> None:
+    """Send raw bytes to a topic (for duplicates and poison messages), as the admin unless `security` says."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
+                                **(security or tooling_security(bootstrap)).client_kwargs())
     await producer.start()
     try:
         for v in values:

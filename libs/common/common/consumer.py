@@ -2,8 +2,10 @@
 
 For each partition batch: decode every message (bytes that are not a CloudEvent go straight to `<topic>.dlq`), apply
 the handlers and record each event id in `processed_events` in one database transaction, and only then commit the
-offsets. If the batch fails, its messages are retried one by one with bounded backoff; a message that still fails, or
-is malformed, is dead-lettered with the original bytes, the reason and the consumer's name, and the consumer goes on.
+offsets. An event whose CloudEvents `source` does not own the topic it arrived on (common.provenance) is dead-lettered
+with that reason, never applied. If the batch fails, its messages are retried one by one with bounded backoff; a
+message that still fails, or is malformed, is dead-lettered with the original bytes, the reason and the consumer's
+name, and the consumer goes on.
 Infrastructure failures (database or broker down) are never blamed on a message: the batch is rewound and retried.
 """
 
@@ -13,7 +15,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -28,8 +30,10 @@ from common import tracing
 from common.context import correlation_id_var, event_id_var
 from common.db import is_unavailable
 from common.events import CloudEvent, MalformedEvent, dead_letter_topic
+from common.kafka import KafkaSecurity
 from common.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
 from common.outbox import producer_is_broken
+from common.provenance import provenance_problem
 
 log = logging.getLogger("common.consumer")
 
@@ -106,11 +110,14 @@ class EventConsumer:
         self, *, name: str, service: str, bootstrap: str, subscriptions: list[Subscription],
         sessions: async_sessionmaker[AsyncSession], processed: Table, producer: AIOKafkaProducer,
         max_attempts: int = 5, backoff_seconds: float = 0.2, batch_size: int = 500, group_suffix: str = "",
-        renew_producer: Callable[[], Awaitable[object]] | None = None,
+        renew_producer: Callable[[], Awaitable[object]] | None = None, security: KafkaSecurity,
+        owners: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.name = name
         self.service = service
         self.bootstrap = bootstrap
+        self.security = security
+        self.owners = owners or {}  # topic -> the CloudEvents sources allowed on it (common.provenance)
         self.subscriptions = {s.topic: s for s in subscriptions}
         self.sessions = sessions
         self.processed = processed
@@ -139,6 +146,7 @@ class EventConsumer:
                 client_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                 max_poll_records=self.batch_size, isolation_level="read_committed",
                 session_timeout_ms=10000, heartbeat_interval_ms=1000, metadata_max_age_ms=5000, retry_backoff_ms=500,
+                **self.security.client_kwargs(),
             )
             try:
                 await consumer.start()
@@ -229,21 +237,21 @@ class EventConsumer:
 
     async def _process(self, msgs: list[ConsumerRecord]) -> None:
         decoded = [self._decode(m) for m in msgs]
-        good = [d for d in decoded if d.event is not None]
+        good = [d for d in decoded if d.error is None]
         try:
             if good:
                 await self._apply_batch(good)
             for d in decoded:
-                if d.event is None:
-                    await self._dead_letter(d.msg, d.error or "malformed")
+                if d.error is not None:
+                    await self._dead_letter(d.msg, d.error, event=d.event)
             return
         except Exception as exc:
             if _is_infrastructure(exc):
                 raise
             log.info("consumer %s: batch failed (%r); retrying messages one by one", self.group_id, exc)
         for d in decoded:
-            if d.event is None:
-                await self._dead_letter(d.msg, d.error or "malformed")
+            if d.error is not None:
+                await self._dead_letter(d.msg, d.error, event=d.event)
             else:
                 await self._apply_one_with_retries(d)
 
@@ -254,6 +262,9 @@ class EventConsumer:
             ev = CloudEvent.from_bytes(msg.value)
         except MalformedEvent as exc:
             return _Decoded(msg, error=str(exc))
+        problem = provenance_problem(msg.topic, ev.source, self.owners)
+        if problem:
+            return _Decoded(msg, event=ev, error=problem)
         sub = self.subscriptions[msg.topic]
         if ev.type not in sub.handlers and sub.strict:
             return _Decoded(msg, error=f"unknown event type {ev.type!r} for topic {msg.topic}")

@@ -29,9 +29,11 @@ from common.consumer import EventConsumer, Subscription
 from common.db import create_engine, session_factory, utcnow
 from common.errors import install_problem_handlers, problem
 from common.events import dead_letter_topic
+from common.kafka import KafkaSecurity
 from common.migrations import upgrade_async
 from common.observability import HttpMiddleware, configure_logging, on_request_end
 from common.outbox import WAKE, EventStager, OutboxRelay, producer_for
+from common.provenance import topic_owners
 
 log = logging.getLogger("common.service")
 
@@ -90,7 +92,9 @@ class Runtime:
         self.spec = spec
         self.settings = s
         self.engine: AsyncEngine = create_engine(s.database_url)
-        self.producer: AIOKafkaProducer = producer_for(s.kafka_bootstrap_servers, client_id=s.service_name)
+        self.security = s.kafka_security  # every client below authenticates as the service's own principal
+        self.producer: AIOKafkaProducer = producer_for(s.kafka_bootstrap_servers, client_id=s.service_name,
+                                                       security=self.security)
         self.relay = OutboxRelay(
             engine=self.engine, table=spec.outbox, producer=self.producer, service=s.service_name,
             sweep_seconds=s.outbox_sweep_seconds, batch_size=s.outbox_batch_size, renew_producer=self.renew_producer,
@@ -109,7 +113,8 @@ class Runtime:
                 subscriptions=c.subscriptions, sessions=self.sessions, processed=spec.processed,
                 producer=self.producer, renew_producer=self.renew_producer, max_attempts=s.consumer_max_attempts,
                 backoff_seconds=s.consumer_backoff_seconds, batch_size=s.consumer_batch_size,
-                group_suffix=s.consumer_group_suffix,
+                group_suffix=s.consumer_group_suffix, security=self.security,
+                owners=topic_owners(s.event_source_base),
             )
             for c in spec.consumers
         ]
@@ -122,7 +127,8 @@ class Runtime:
         dead-letter sends use the new one from then on."""
         async with self._renewing:
             old = self.producer
-            new = producer_for(self.settings.kafka_bootstrap_servers, client_id=self.settings.service_name)
+            new = producer_for(self.settings.kafka_bootstrap_servers, client_id=self.settings.service_name,
+                               security=self.security)
             await new.start()
             self.producer = self.relay.producer = new
             for c in self.consumers:
@@ -144,7 +150,7 @@ class Runtime:
             try:
                 await ensure_topics(self.settings.kafka_bootstrap_servers, self.topics(),
                                     partitions=self.settings.topic_partitions,
-                                    replication=self.settings.topic_replication)
+                                    replication=self.settings.topic_replication, security=self.security)
                 await self.producer.start()
                 break
             except KafkaError as exc:
@@ -232,9 +238,14 @@ def topics_for(spec: ServiceSpec) -> list[str]:
     return sorted(set(spec.published_topics) | consumed | {dead_letter_topic(t) for t in consumed})
 
 
-async def ensure_topics(bootstrap: str, topics: list[str], *, partitions: int, replication: int = 1) -> None:
-    """Create topics explicitly (the broker does not auto-create); existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="topic-setup")
+async def ensure_topics(
+    bootstrap: str, topics: list[str], *, partitions: int, security: KafkaSecurity, replication: int = 1,
+) -> None:
+    """Create topics explicitly (the broker does not auto-create); existing ones are left as they are.
+
+    Under ACLs a service may not create topics (the topics job does, as the admin principal): it lists only what it
+    may describe, and a missing topic fails with TopicAuthorizationFailedError, which the caller retries."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="topic-setup", **security.client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

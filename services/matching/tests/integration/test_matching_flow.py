@@ -23,8 +23,8 @@ PREFIX = "cn.gov.sh.cjrh."
 
 def registry_event(name: str, data: dict, topic_key: str) -> bytes:
     """A registry-shaped CloudEvent, built by hand (services never import each other)."""
-    return CloudEvent(id=str(uuid.uuid4()), source="/registry", type=PREFIX + name, subject=topic_key,
-                      time=datetime.now(UTC), data=data).to_bytes()
+    return CloudEvent(id=str(uuid.uuid4()), source="//platform.cjrh.sh.cn/registry", type=PREFIX + name,
+                      subject=topic_key, time=datetime.now(UTC), data=data).to_bytes()
 
 
 def institution(name_zh: str, district: str, industries: list[str], keywords: list[str], *, kind="enterprise",
@@ -242,8 +242,8 @@ async def test_municipal_talent_demand_becomes_opportunities_and_bad_records_are
         missing = {k: v for k, v in good.items() if k != "headcount"} | {"external_id": "bad-2"}
 
         def ev(data, type_="municipal.talent_demand.posted"):
-            return CloudEvent(id=str(uuid.uuid4()), source="/city/hr", type=PREFIX + type_, time=datetime.now(UTC),
-                              data=data).to_bytes()
+            return CloudEvent(id=str(uuid.uuid4()), source="//rsj.sh.gov.cn/talent-demand", type=PREFIX + type_,
+                              time=datetime.now(UTC), data=data).to_bytes()
 
         await produce(broker.bootstrap, "municipal.talent-demand.v1",
                       [ev(good), ev(bad_uscc), ev(missing), ev(good, "municipal.talent_demand.deleted"),

@@ -26,8 +26,10 @@ PREFIX = "cn.gov.sh.cjrh"
 
 
 def ce(name: str, data: dict[str, Any], *, id: str | None = None, subject: str | None = None,
-       source: str = "//platform.cjrh.sh.cn/test") -> bytes:
-    """The bytes of a CloudEvent as another service would publish it."""
+       source: str | None = None) -> bytes:
+    """The bytes of a CloudEvent as another service would publish it (with that service's source, as the consumers'
+    provenance check demands)."""
+    source = source or f"//platform.cjrh.sh.cn/{name.split('.')[0]}"
     return CloudEvent(id=id or str(uuid.uuid4()), source=source, type=f"{PREFIX}.{name}",
                       subject=subject or data.get("id"), time=datetime.now(UTC), data=data).to_bytes()
 
