@@ -35,6 +35,7 @@ from sqlalchemy.sql.expression import Executable
 
 from common.db import utcnow
 from common.events import CONTENT_TYPE, CloudEvent, EventContract, new_event
+from common.limits import MAX_RECORD_BYTES
 from common.metrics import EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 log = logging.getLogger("common.outbox")
@@ -144,10 +145,11 @@ class PublishFailed(RuntimeError):
 
 
 def producer_for(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
-    """An idempotent producer (acks=all) tuned for low latency."""
+    """An idempotent producer (acks=all) tuned for low latency, taking records up to the platform's record limit."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, client_id=client_id, enable_idempotence=True, acks="all",
         linger_ms=1, request_timeout_ms=15000, max_batch_size=262144, retry_backoff_ms=200,
+        max_request_size=MAX_RECORD_BYTES,
     )
 
 

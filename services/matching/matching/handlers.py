@@ -16,7 +16,7 @@ from sqlalchemy.sql.expression import Executable
 
 from common.consumer import PoisonMessage, parse_payload
 from common.db import utcnow
-from common.events import CloudEvent
+from common.events import CloudEvent, brief_errors
 from common.outbox import EventStager
 from matching.contracts import (
     MunicipalTalentDemand,
@@ -135,7 +135,7 @@ def make_talent_demand_handler(stager: EventStager) -> Handler:
         try:
             data = MunicipalTalentDemand.model_validate(event.data)
         except ValidationError as exc:
-            raise PoisonMessage(f"talent demand record invalid: {exc.errors()[:3]}") from exc
+            raise PoisonMessage(f"talent demand record invalid: {brief_errors(exc)}") from exc
         if not uscc_is_valid(data.employer_uscc):
             raise PoisonMessage(f"employer_uscc {data.employer_uscc!r} fails the GB 32100-2015 check")
         if data.district not in DISTRICTS:
