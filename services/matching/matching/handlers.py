@@ -26,7 +26,7 @@ from matching.contracts import (
     RegistryCertification,
     RegistryInstitution,
 )
-from matching.domain import DISTRICTS, OpportunityKind, OpportunityStatus, is_past_deadline, uscc_is_valid
+from matching.domain import OpportunityKind, OpportunityStatus, is_past_deadline, uscc_is_valid
 from matching.models import CertificationView, InstitutionView, Match, Opportunity
 from matching.scoring import tokenize
 from matching.service import opportunity_payload
@@ -138,8 +138,6 @@ def make_talent_demand_handler(stager: EventStager) -> Handler:
             raise PoisonMessage(f"talent demand record invalid: {brief_errors(exc)}") from exc
         if not uscc_is_valid(data.employer_uscc):
             raise PoisonMessage(f"employer_uscc {data.employer_uscc!r} fails the GB 32100-2015 check")
-        if data.district not in DISTRICTS:
-            raise PoisonMessage(f"unknown district {data.district!r}")
         employer = (await session.execute(select(InstitutionView).where(
             InstitutionView.uscc == data.employer_uscc,
             or_(InstitutionView.successor_id.is_(None), InstitutionView.successor_id == "")))).scalars().first()
