@@ -190,6 +190,26 @@ def test_the_shared_vocabulary_is_the_one_each_service_enforces():
     assert {k: v.value for k, v in domain.INDUSTRY_NAMES_ZH.items()} == INDUSTRY_NAMES_ZH
 
 
+def test_the_integration_guide_covers_every_topic_the_record_limit_and_links_existing_examples(committed):
+    import re
+
+    from common.limits import MAX_RECORD_BYTES
+
+    guide = (ROOT / "docs" / "integration-guide.md").read_text()
+    for topic, channel in committed["channels"].items():
+        if topic.endswith(".dlq"):
+            continue
+        row = next((line for line in guide.splitlines() if line.startswith(f"| `{topic}` |")), None)
+        assert row, f"the guide's topic table lacks {topic}"
+        for name in channel["messages"]:
+            assert f"`{name.rsplit('.', 1)[-1]}`" in row or f"`{name}`" in row, (topic, name)
+    assert f"{MAX_RECORD_BYTES} bytes" in guide
+    for link in re.findall(r"\]\((\.\./examples/[^)]+)\)", guide):
+        assert (ROOT / "docs" / link).resolve().exists(), link
+    for word in ("SASL_SSL", "SCRAM-SHA-512", "KAFKA_SSL_CAFILE", "registry.certification.v1", "dlq.envelope"):
+        assert word in guide, word
+
+
 # --- the breaking-change rules themselves (pure) ----------------------------------------------------------------
 
 OLD = {
