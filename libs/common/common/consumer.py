@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.context import correlation_id_var, event_id_var
@@ -61,6 +62,10 @@ def parse_payload(model: type[M], event: CloudEvent, what: str) -> M:
         return model.model_validate(event.data)
     except ValidationError as exc:
         raise PoisonMessage(f"{what} payload invalid: {brief_errors(exc)}") from exc
+
+
+class _NotSent(Exception):
+    """A dead letter was given up: roll its claim back."""
 
 
 class InfrastructureUnavailable(Exception):
@@ -400,24 +405,25 @@ class EventConsumer:
         redelivered after a crash; never retry forever (see `_send_dead_letter`)."""
         marker = f"dlq:{msg.topic}:{msg.partition}:{msg.offset}"
         reason = reason[:REASON_BYTES]  # a validation error may quote a whole oversized value
-        p = self.processed
-        async with self.sessions() as session:
-            done = await session.scalar(
-                select(p.c.event_id).where(p.c.consumer == self.name, p.c.event_id == marker)
-            )
-        if done:
-            return
         original = Original(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
                             value=msg.value, headers=list(msg.headers or ()), timestamp=msg.timestamp)
         letter = letter_for(original, reason=reason, consumer=self.group_id,
                             event_id=event.id if event is not None else None, trace=trace)
-        letter = await self._send_dead_letter(original, letter, reason=reason, event=event)
-        if letter is None:
+        try:
+            async with self.sessions() as session, session.begin():
+                # Claim the record first: a concurrent redelivery waits on this row until the send is over, then
+                # finds it. A send given up rolls the claim back (the record was not dead-lettered).
+                try:
+                    async with session.begin_nested():
+                        await session.execute(insert(self.processed).values(
+                            consumer=self.name, event_id=marker, topic=msg.topic, processed_at=datetime.now(UTC)))
+                except IntegrityError:
+                    return  # dead-lettered before (a redelivery after a crash)
+                letter = await self._send_dead_letter(original, letter, reason=reason, event=event)
+                if letter is None:
+                    raise _NotSent
+        except _NotSent:
             return
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                insert(p).values(consumer=self.name, event_id=marker, topic=msg.topic, processed_at=datetime.now(UTC))
-            )
         EVENTS_DEAD_LETTERED.labels(self.service, self.name, msg.topic).inc()
         self.stats.dead_lettered += 1
         self.stats.enveloped += letter.enveloped
@@ -472,12 +478,16 @@ class EventConsumer:
                                         max(0.0, deadline - time.monotonic())))
 
     async def _broker_answers(self) -> bool:
-        """Whether the broker serves metadata right now (to tell a refusing dead-letter topic from an outage)."""
-        try:
-            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=5)
-            return True
-        except Exception:
-            return False
+        """Whether the broker serves this consumer metadata right now: then the feed could go on, and only the
+        dead-letter send is stuck (a refusing DLQ topic, a broken producer); if not, nothing could progress anyway."""
+        clients = [c._client for c in (self._consumer,) if c is not None] + [self.producer.client]
+        for client in clients:
+            try:
+                await asyncio.wait_for(client.fetch_all_metadata(), timeout=5)
+                return True
+            except Exception:
+                continue
+        return False
 
     async def _report_lag(self, consumer: AIOKafkaConsumer, *, force: bool = False) -> None:
         now = time.monotonic()
