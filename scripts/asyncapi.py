@@ -3,13 +3,16 @@
 
     python scripts/asyncapi.py                     write docs/asyncapi.yaml (exit 1 if a published schema breaks)
     python scripts/asyncapi.py --update-snapshot   and record additive schema changes in deploy/contracts/
-    python scripts/asyncapi.py --check             exit 1 if the document or a snapshot is stale, or a change breaks
+    python scripts/asyncapi.py --check             exit 1 if the document or a snapshot is stale, a change breaks, or
+                                                   a published or handled event type lacks a payload schema or example
     python scripts/asyncapi.py --reset-snapshot T  accept a breaking change to topic T (never released yet) on purpose
 
-Sources, all read from code: each `services/<svc>/<svc>/contracts.py` (its `EventContract` objects: topic, name,
-payload model, description) and each service's `ServiceSpec` (published topics, consumer groups and the event types
-they subscribe to, strict inbound topics). Payload schemas come from pydantic (serialization mode: what is on the wire)
-and are wrapped in the CloudEvents 1.0 structured-mode envelope. Snapshots of every topic's payload schemas live in
+Sources, all read from code: every `EventContract` a service package declares at module level, alone or inside a
+dict, list or tuple (topic, name, payload model, description), and each service's `ServiceSpec` (published topics,
+consumer groups and the event types they subscribe to, strict inbound topics). Every published or handled type must
+have a payload model and a valid example (from the model's `examples`, else generated from its schema). Payload
+schemas come from pydantic (serialization mode: what is on the wire) and are wrapped in the CloudEvents 1.0
+structured-mode envelope. Snapshots of every topic's payload schemas live in
 deploy/contracts/<topic>.json: within a topic version a field may be added (optional), never removed, retyped or made
 required; an event type may be added, never removed. A breaking change needs a new topic version (`...v2`).
 """
@@ -20,6 +23,7 @@ import argparse
 import copy
 import importlib
 import json
+import pkgutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +44,24 @@ DLQ_HEADERS = {
     "dlq.original.offset": "its offset",
     "dlq.failed_at": "when it was dead-lettered (ISO 8601)",
     "dlq.event_id": "the CloudEvent id, when the bytes could be parsed",
+    "dlq.trace": "the end of the handler's traceback, after repeated failures",
+    "dlq.envelope": "`1` when the value is a bounded envelope describing the original (too large to copy)",
+    "dlq.original.size": "envelopes only: the original value's size in bytes",
+    "dlq.original.sha256": "envelopes only: the SHA-256 of the original value (hex)",
 }
 
 for _p in [ROOT / "libs" / "common", *sorted((ROOT / "services").glob("*"))]:
     if _p.is_dir() and str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from common.deadletter import ENVELOPE_FORMAT  # noqa: E402  (the paths above first)
+from common.limits import (  # noqa: E402
+    DEAD_LETTER_FIELD_BYTES,
+    DEAD_LETTER_HEAD_BYTES,
+    DEAD_LETTER_MAX_HEADERS,
+    MAX_RECORD_BYTES,
+)
+from common.provenance import topic_owners  # noqa: E402
 
 # --- reading the code -------------------------------------------------------------------------------------------
 
@@ -81,18 +97,44 @@ def find_spec(app: Any) -> Any:
     return app.state.spec
 
 
-def read_platform() -> Platform:
-    """Import every service's contracts and app factory and collect topics, contracts and consumers."""
-    from common.config import ServiceSettings
+def _contracts_in(value: Any, kind: type, depth: int = 0) -> list[Any]:
+    """EventContract objects in a module-level value: the value itself, or inside a dict, list or tuple."""
+    if isinstance(value, kind):
+        return [value]
+    if depth > 2:
+        return []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [c for v in value for c in _contracts_in(v, kind, depth + 1)]
+    return []
+
+
+def declared_contracts(svc: str) -> list[Any]:
+    """Every EventContract the service's package declares, in any of its modules, alone or in a collection."""
     from common.events import EventContract
+
+    package = importlib.import_module(svc)
+    found: dict[tuple[str, str], Any] = {}
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{svc}."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            for c in _contracts_in(value, EventContract):
+                seen = found.setdefault((c.topic, c.name), c)
+                if seen.payload is not c.payload:
+                    raise ValueError(f"{svc} declares {c.name} on {c.topic} twice with different payloads")
+    return sorted(found.values(), key=lambda c: (c.topic, c.name))
+
+
+def read_platform() -> Platform:
+    """Import every service's package and app factory and collect topics, contracts and consumers."""
+    from common.config import ServiceSettings
 
     prefix = ServiceSettings.model_fields["event_type_prefix"].default
     plat = Platform(prefix=prefix, version="0.1.0")
     versions = []
     for svc in service_names():
-        contracts_mod = importlib.import_module(f"{svc}.contracts")
-        found = [v for v in vars(contracts_mod).values() if isinstance(v, EventContract)]
-        plat.contracts[svc] = sorted({id(c): c for c in found}.values(), key=lambda c: (c.topic, c.name))
+        plat.contracts[svc] = declared_contracts(svc)
         # the app is built only to read its spec, with development settings (it never serves a request)
         settings = importlib.import_module(f"{svc}.config").Settings(dev_mode=True)
         spec = find_spec(importlib.import_module(f"{svc}.main").create_app(settings))
@@ -199,6 +241,63 @@ def is_valid(instance: Any, schema: dict) -> bool:
 
 # --- the document -----------------------------------------------------------------------------------------------
 
+_BOUNDED = {
+    "type": "object", "required": ["size", "sha256", "base64", "truncated"],
+    "properties": {
+        "size": {"type": "integer", "description": "bytes in the original"},
+        "sha256": {"type": "string", "description": "hex SHA-256 of the original"},
+        "base64": {"type": "string", "description": f"its first {DEAD_LETTER_FIELD_BYTES} bytes, base64"},
+        "truncated": {"type": "boolean"},
+    },
+}
+DEAD_LETTER_ENVELOPE = {
+    "type": "object",
+    "description": "What a dead-letter topic holds (header `dlq.envelope: 1`) instead of a record too large to copy.",
+    "required": ["format", "reason", "consumer", "original"],
+    "properties": {
+        "format": {"type": "string", "const": ENVELOPE_FORMAT},
+        "reason": {"type": "string", "description": "why the consumer could not apply the original"},
+        "enveloped_because": {"type": "string"},
+        "consumer": {"type": "string", "description": "the consumer group"},
+        "event_id": {"type": ["string", "null"]},
+        "original": {
+            "type": "object",
+            "required": ["topic", "partition", "offset", "key", "headers", "value"],
+            "properties": {
+                "topic": {"type": "string"}, "partition": {"type": "integer"}, "offset": {"type": "integer"},
+                "timestamp_ms": {"type": ["integer", "null"]},
+                "key": {"anyOf": [_BOUNDED, {"type": "null"}]},
+                "headers_count": {"type": "integer"},
+                "headers": {"type": "array", "maxItems": DEAD_LETTER_MAX_HEADERS, "items": {
+                    "type": "object", "properties": {"key": {"type": "string"}, **_BOUNDED["properties"]}}},
+                "value": {"type": "object", "required": ["size", "sha256", "head_base64"], "properties": {
+                    "size": {"type": "integer"}, "sha256": {"type": "string"}, "is_null": {"type": "boolean"},
+                    "head_bytes": {"type": "integer", "maximum": DEAD_LETTER_HEAD_BYTES},
+                    "head_base64": {"type": "string"}, "head_text": {"type": "string"},
+                }},
+            },
+        },
+    },
+}
+
+
+def contract_gaps(doc: dict) -> list[str]:
+    """Event types on a channel (published or handled) without a payload model or without a valid example."""
+    gaps = []
+    messages = doc["components"]["messages"]
+    for topic, channel in doc["channels"].items():
+        for name in channel["messages"]:
+            msg = messages[name]
+            if name == "deadLetter":
+                continue
+            if msg.get("x-undeclared"):
+                gaps.append(f"{topic} {name}: handled, but no EventContract declares its payload")
+            elif not msg.get("examples"):
+                gaps.append(f"{topic} {name}: no valid example (give the payload model `examples`)")
+    return gaps
+
+
+
 def envelope(full_type: str, payload_ref: dict) -> dict:
     """The CloudEvents 1.0 structured-mode envelope around a payload schema."""
     return {
@@ -279,7 +378,7 @@ def build_document(plat: Platform) -> tuple[dict, dict[str, dict[str, dict]]]:
                     "summary": f"a {name} event",
                     "payload": {
                         "specversion": "1.0", "id": "5f0c3b52-8c1e-4d7b-9a51-0d2a8f6b1c01",
-                        "source": f"//platform.cjrh.sh.cn/{producer}" if producer else "//municipal.example.sh.cn",
+                        "source": f"//platform.cjrh.sh.cn/{producer}" if producer else _inbound_source(topic),
                         "type": full_type,
                         "subject": key, "time": EXAMPLE_TIME, "datacontenttype": "application/json", "data": data,
                     },
@@ -296,15 +395,19 @@ def build_document(plat: Platform) -> tuple[dict, dict[str, dict[str, dict]]]:
                         "summary": f"handled by {c.group}; no EventContract declares its payload yet",
                         "contentType": "application/cloudevents+json; charset=utf-8",
                         "payload": envelope(f"{plat.prefix}.{name}", {"type": "object"}),
+                        "x-undeclared": True,
                     })
                     chan_msgs[name] = {"$ref": f"#/components/messages/{name}"}
         who = f"published by the {producer} service" if producer else "published by an external (municipal) platform"
         desc = f"{who}; consumed by {', '.join(readers) if readers else 'no platform service yet'}."
         if strict:
             desc += " Inbound: unknown event types and invalid payloads go to the dead-letter topic."
+        desc += (f" A record (value, key and headers) may be at most {MAX_RECORD_BYTES} bytes "
+                 "(`max.message.bytes`); what a consumer cannot apply goes to the dead-letter topic.")
         channels[topic] = {
             "address": topic, "title": topic, "description": desc, "messages": chan_msgs,
-            "bindings": {"kafka": {"topic": topic, "bindingVersion": KAFKA_BINDING}},
+            "bindings": {"kafka": {"topic": topic, "topicConfiguration": {"max.message.bytes": MAX_RECORD_BYTES},
+                                   "bindingVersion": KAFKA_BINDING}},
         }
         if producer:
             operations[f"{producer}.send.{topic}"] = {
@@ -325,9 +428,11 @@ def build_document(plat: Platform) -> tuple[dict, dict[str, dict[str, dict]]]:
         dlq = f"{topic}.dlq"
         channels[dlq] = {
             "address": dlq, "title": dlq,
-            "description": f"Dead letters of {topic}: the original bytes and key, with the reason in headers.",
+            "description": f"Dead letters of {topic}: the original bytes, key and headers, with the reason in "
+                           "`dlq.*` headers; a bounded envelope when the original is too large to copy.",
             "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
-            "bindings": {"kafka": {"topic": dlq, "bindingVersion": KAFKA_BINDING}},
+            "bindings": {"kafka": {"topic": dlq, "topicConfiguration": {"max.message.bytes": MAX_RECORD_BYTES},
+                                   "bindingVersion": KAFKA_BINDING}},
         }
         for c in sorted((c for c in plat.consumers if c.topic == topic), key=lambda c: c.group):
             operations[f"{c.group}.deadletter.{topic}"] = {
@@ -338,12 +443,21 @@ def build_document(plat: Platform) -> tuple[dict, dict[str, dict[str, dict]]]:
     messages["deadLetter"] = {
         "name": "deadLetter", "title": "Dead letter",
         "summary": "A message a consumer could not process, byte for byte, with the reason in Kafka headers.",
+        "description": (
+            "The original key, value and headers, followed by the `dlq.*` headers. When that copy would be larger "
+            f"than a record may be ({MAX_RECORD_BYTES} bytes), the value is instead a JSON envelope (header "
+            "`dlq.envelope: 1`) describing the original: its coordinates, key, headers, size, SHA-256 and first "
+            "bytes, with the reason; the whole original stays readable at its offset while its topic keeps it."),
         "contentType": "application/octet-stream",
         "headers": {"type": "object", "properties": {k: {"type": "string", "description": v}
                                                      for k, v in DLQ_HEADERS.items()},
                     "required": ["dlq.reason", "dlq.consumer", "dlq.original.topic"]},
-        "payload": {"description": "the original message value, unchanged (it may not be JSON)"},
+        "payload": {"oneOf": [
+            {"description": "the original message value, unchanged (it may not be JSON)"},
+            {"$ref": "#/components/schemas/deadLetterEnvelope"},
+        ]},
     }
+    schemas["deadLetterEnvelope"] = DEAD_LETTER_ENVELOPE
 
     doc = {
         "asyncapi": "3.0.0",
@@ -470,6 +584,12 @@ def write_snapshots(current: dict[str, dict[str, dict]], snapshot_dir: Path = SN
         path.write_text(json.dumps(dict(sorted(merged.items())), indent=2, ensure_ascii=False, sort_keys=True) + "\n")
 
 
+def _inbound_source(topic: str) -> str:
+    """The CloudEvents source the platform that owns an inbound topic publishes with (deploy/kafka/platforms.yaml)."""
+    return sorted(topic_owners("//platform.cjrh.sh.cn")[topic] - {"//platform.cjrh.sh.cn/registry",
+                                                                  "//platform.cjrh.sh.cn/matching"})[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write (or with --check, verify) the AsyncAPI document; record additive schema changes with --update-snapshot."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -483,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     doc, current = build_document(read_platform())
     text = render(doc)
+    gaps = contract_gaps(doc)
+    if gaps:
+        print("event types without a payload schema or example:", file=sys.stderr)
+        for g in gaps:
+            print("  " + g, file=sys.stderr)
     for topic in args.reset_snapshot:
         if topic not in current:
             print(f"unknown topic {topic}", file=sys.stderr)
@@ -501,12 +626,12 @@ def main(argv: list[str] | None = None) -> int:
         if additive:
             print("schema snapshots are behind the code (" + "; ".join(additive) + "): "
                   "run `python scripts/asyncapi.py --update-snapshot`", file=sys.stderr)
-        return 1 if stale or additive or breaking else 0
+        return 1 if stale or additive or breaking or gaps else 0
     if stale:
         args.output.write_text(text)
     print(f"{'wrote' if stale else 'unchanged:'} {args.output.relative_to(ROOT)} ({len(doc['channels'])} channels, "
           f"{len(doc['components']['messages'])} messages)")
-    if breaking:
+    if breaking or gaps:
         return 1
     if args.update_snapshot:
         write_snapshots(current)

@@ -106,6 +106,14 @@ def _java_cmd(main: str, *args: str, heap: str = "512m") -> list[str]:
     ]
 
 
+def _record_limit() -> int:
+    """MAX_RECORD_BYTES of libs/common/common/limits.py (standard library only, so importable without a virtualenv)."""
+    sys.path.insert(0, str(ROOT / "libs" / "common"))
+    from common.limits import MAX_RECORD_BYTES
+
+    return MAX_RECORD_BYTES
+
+
 def _listener_properties(port: int, controller_port: int, sec: dict | None) -> list[str]:
     if sec is None:
         return [
@@ -164,7 +172,7 @@ def _properties(data: Path, port: int, controller_port: int, partitions: int, se
         "share.coordinator.state.topic.min.isr=1",
         "group.initial.rebalance.delay.ms=0",
         "log.flush.interval.ms=1000",
-        "message.max.bytes=2097152",
+        f"message.max.bytes={_record_limit()}",  # the one record limit of libs/common/common/limits.py
         "",
     ])
 

@@ -301,6 +301,26 @@ def test_prod_declares_a_three_broker_kraft_kafka_for_strimzi(kustomize_builds):
     assert platform["TOPIC_REPLICATION"] == "3"
 
 
+def test_every_broker_we_ship_takes_records_up_to_the_one_record_limit(kustomize_builds, compose):
+    from common.limits import MAX_RECORD_BYTES
+
+    assert compose["services"]["kafka"]["environment"]["KAFKA_MESSAGE_MAX_BYTES"] == str(MAX_RECORD_BYTES)
+    kafka = next(d for d in kustomize_builds["prod"] if d["kind"] == "Kafka")
+    assert kafka["spec"]["kafka"]["config"]["message.max.bytes"] == MAX_RECORD_BYTES
+    dev = next(c for d in kustomize_builds["dev"] if d["kind"] == "StatefulSet" for c in _containers(d)
+               if c["image"].startswith("apache/kafka"))
+    assert {e["name"]: e["value"] for e in dev["env"]}["KAFKA_MESSAGE_MAX_BYTES"] == str(MAX_RECORD_BYTES)
+    broker = _load_script("cjrh_broker_script", ROOT / "scripts" / "broker.py")
+    props = broker._properties(ROOT / ".local" / "unused", 9092, 9093, 3).splitlines()
+    assert f"message.max.bytes={MAX_RECORD_BYTES}" in props
+
+
+def _load_script(name: str, path: Path):
+    from tests.deploy.support import load
+
+    return load(name, path)
+
+
 @pytest.mark.parametrize("build", ["dev", "prod"])
 def test_ingress_routes_each_service_prefix_with_a_cors_allow_list(kustomize_builds, build):
     ingress = _by_kind(kustomize_builds[build], "Ingress")["cjrh-api"]
@@ -518,7 +538,8 @@ def test_alert_rules_cover_the_operational_risks_and_query_exported_metrics():
     rules = [r for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
              for r in g["rules"]]
     names = {r["alert"] for r in rules}
-    assert {"OutboxStuck", "DeadLettersGrowing", "ReadinessFailing", "HighErrorRate", "ConsumerLagHigh"} <= names
+    assert {"OutboxStuck", "DeadLettersGrowing", "ReadinessFailing", "HighErrorRate", "ConsumerLagHigh",
+            "ConsumerStalled", "DeadLetterFailing"} <= names
     for rule in rules:
         used = metric_names(rule["expr"])
         assert used, rule["alert"]

@@ -120,6 +120,57 @@ async def test_a_poison_message_redelivered_after_a_crash_is_dead_lettered_once(
     assert [r.value for r in dlq] == [bad, sentinel]
 
 
+async def test_a_dead_lettered_copy_keeps_the_original_key_and_headers(harness, broker):
+    _, _, topic = harness
+    await produce(broker.bootstrap, topic, [b"{broken headers"], key=b"agg-7",
+                  headers=[("traceparent", b"00-1-2-01"), ("origin", b"hr")])
+    [letter] = await read_topic(broker.bootstrap, f"{topic}.dlq", until=lambda rs: len(rs) >= 1)
+    assert letter.key == b"agg-7" and letter.value == b"{broken headers"
+    headers = letter.headers
+    assert headers[:2] == (("traceparent", b"00-1-2-01"), ("origin", b"hr")), "the original headers come first"
+    assert dict(headers)["dlq.reason"] and "dlq.envelope" not in dict(headers)
+
+
+async def test_a_dead_letter_topic_that_refuses_every_record_does_not_stall_the_consumer(broker):
+    """A dead-letter topic the broker will not write to (here: a 64-byte record limit) costs the poison record its
+    dead letter after `dead_letter_timeout`, counted and logged, and the consumer goes on."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from prometheus_client import REGISTRY
+
+    topic = new_topic()
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1), NewTopic(f"{topic}.dlq", 1, 1,
+                                                                  topic_configs={"max.message.bytes": "64"})])
+    finally:
+        await admin.close()
+    s = Scratch(await fresh_database("consumer"), broker.bootstrap)
+    await s.create()
+    await s.producer.start()
+    consumer = EventConsumer(
+        name="refused", service="scratch", bootstrap=broker.bootstrap,
+        subscriptions=[subscribe(topic, PREFIX, {"scratch.widget.made": make_widget}, strict=True)],
+        sessions=s.sessions, processed=processed, producer=s.producer, max_attempts=2, backoff_seconds=0.01,
+        dead_letter_timeout=1.0,
+    )
+    consumer.group_id = f"scratch-{uuid.uuid4().hex[:6]}"
+    task = asyncio.create_task(consumer.run())
+    try:
+        await produce(broker.bootstrap, topic, [b"{poison", event_bytes()])
+        await wait_until(lambda: consumer.stats.applied >= 1 and consumer.stats.dead_letter_failed >= 1, timeout=30,
+                         what="the good event applied and the poison's dead letter given up")
+        assert consumer.stats.dead_letter_failed == 1 and consumer.stats.dead_lettered == 0
+        assert REGISTRY.get_sample_value("events_dead_letter_failed_total", {
+            "service": "scratch", "consumer": "refused", "topic": topic}) == 1.0
+        await wait_until(lambda: consumer.stats.positions.get((topic, 0)) == 2, timeout=10,
+                         what="the committed offset past both records")
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 20)
+        await s.close()
+
+
 async def test_processed_ids_older_than_the_retention_are_pruned(broker):
     import registry.main
     from registry.config import Settings as RegistrySettings

@@ -336,15 +336,18 @@ async def read_topic(
 
 
 async def produce(
-    bootstrap: str, topic: str, values: list[bytes | None], *, key: bytes | None = b"k",
+    bootstrap: str, topic: str, values: list[bytes | None], *, key: bytes | None = b"k", partition: int | None = None,
+    headers: list[tuple[str, bytes]] | None = None, max_request_size: int = 1048576,
     security: KafkaSecurity | None = None,
 ) -> None:
-    """Send raw bytes to a topic (for duplicates and poison messages), as the admin unless `security` says."""
+    """Send raw bytes to a topic (for duplicates and poison messages), to one partition if given, as the admin unless
+    `security` says."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
+                                max_request_size=max_request_size,
                                 **(security or tooling_security(bootstrap)).client_kwargs())
     await producer.start()
     try:
         for v in values:
-            await producer.send_and_wait(topic, value=v, key=key)
+            await producer.send_and_wait(topic, value=v, key=key, partition=partition, headers=headers)
     finally:
         await producer.stop()

@@ -69,6 +69,12 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = _shared("CONSUMER_MAX_ATTEMPTS", 5)
     consumer_backoff_seconds: float = _shared("CONSUMER_BACKOFF_SECONDS", 0.2)
     consumer_batch_size: int = _shared("CONSUMER_BATCH_SIZE", 500)
+    # A consumer that makes no progress for this long while records wait is reported stalled (/readyz `degraded`,
+    # the consumer_stalled metric and the ConsumerStalled alert).
+    consumer_stall_seconds: float = _shared("CONSUMER_STALL_SECONDS", 120.0)
+    # How long a consumer keeps retrying a dead-letter send the broker refuses before skipping the record (logged,
+    # counted in events_dead_letter_failed_total, left in its topic); never forever.
+    consumer_dead_letter_timeout_seconds: float = _shared("CONSUMER_DEAD_LETTER_TIMEOUT_SECONDS", 60.0)
     run_workers: bool = _shared("RUN_WORKERS", True)
     # Processed event ids are kept longer than any topic keeps its messages (Kafka's default is 7 days), so a
     # redelivery is always recognised; older ids are pruned hourly by the worker.

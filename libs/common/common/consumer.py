@@ -7,6 +7,12 @@ with that reason, never applied. If the batch fails, its messages are retried on
 message that still fails, or is malformed, is dead-lettered with the original bytes, the reason and the consumer's
 name, and the consumer goes on.
 Infrastructure failures (database or broker down) are never blamed on a message: the batch is rewound and retried.
+
+No single record can stall a consumer: a record too large to dead-letter as it is goes to the DLQ as a bounded
+envelope (common.deadletter), and a dead-letter send that keeps failing while the broker answers is given up after
+`dead_letter_timeout` (logged, counted in `events_dead_letter_failed_total`, the record left in its topic) instead of
+being retried forever. A consumer that makes no progress while it has work for longer than `stall_seconds` says so
+(`stalled_for`, the `consumer_stalled` metric, a `degraded` detail in /readyz).
 """
 
 from __future__ import annotations
@@ -21,17 +27,27 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common import tracing
 from common.context import correlation_id_var, event_id_var
 from common.db import is_unavailable
-from common.events import CloudEvent, MalformedEvent, dead_letter_topic
+from common.deadletter import REASON_BYTES, DeadLetter, Original, envelope_for, letter_for
+from common.events import CloudEvent, MalformedEvent, brief_errors, dead_letter_topic
 from common.kafka import KafkaSecurity
-from common.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_FAILED
+from common.metrics import (
+    CONSUMER_LAG,
+    CONSUMER_STALLED,
+    CONSUMER_STALLED_SECONDS,
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTER_FAILED,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_FAILED,
+)
 from common.outbox import producer_is_broken
 from common.provenance import provenance_problem
 
@@ -50,7 +66,11 @@ def parse_payload(model: type[M], event: CloudEvent, what: str) -> M:
     try:
         return model.model_validate(event.data)
     except ValidationError as exc:
-        raise PoisonMessage(f"{what} payload invalid: {exc.errors()[:3]}") from exc
+        raise PoisonMessage(f"{what} payload invalid: {brief_errors(exc)}") from exc
+
+
+class _NotSent(Exception):
+    """A dead letter was given up: roll its claim back."""
 
 
 class InfrastructureUnavailable(Exception):
@@ -59,6 +79,15 @@ class InfrastructureUnavailable(Exception):
 
 def _is_infrastructure(exc: BaseException) -> bool:
     return isinstance(exc, InfrastructureUnavailable) or is_unavailable(exc)
+
+
+def _too_large(exc: BaseException) -> bool:
+    """Whether a send failed because the record is larger than the producer or the broker accepts."""
+    while exc is not None:
+        if isinstance(exc, (MessageSizeTooLargeError, RecordListTooLargeError)):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 @dataclass
@@ -85,6 +114,8 @@ class ConsumerStats:
     duplicates: int = 0
     skipped: int = 0
     dead_lettered: int = 0
+    enveloped: int = 0
+    dead_letter_failed: int = 0
     last_error: str | None = None
     positions: dict = field(default_factory=dict)
 
@@ -111,7 +142,8 @@ class EventConsumer:
         sessions: async_sessionmaker[AsyncSession], processed: Table, producer: AIOKafkaProducer,
         max_attempts: int = 5, backoff_seconds: float = 0.2, batch_size: int = 500, group_suffix: str = "",
         renew_producer: Callable[[], Awaitable[object]] | None = None, security: KafkaSecurity,
-        owners: Mapping[str, frozenset[str]] | None = None,
+        owners: Mapping[str, frozenset[str]] | None = None, stall_seconds: float = 120.0,
+        dead_letter_timeout: float = 60.0,
     ) -> None:
         self.name = name
         self.service = service
@@ -127,10 +159,39 @@ class EventConsumer:
         self.backoff_seconds = backoff_seconds
         self.batch_size = batch_size
         self.group_id = f"{service}.{name}{group_suffix}"
+        self.stall_seconds = stall_seconds
+        self.dead_letter_timeout = dead_letter_timeout
         self.stats = ConsumerStats()
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = False
         self._last_lag = 0.0
+        # Progress watch: when offsets last moved on (or the consumer was last seen with nothing to do), how many
+        # records are being handled right now, and the lag last measured (high watermark minus fetch position).
+        self._progress_at = time.monotonic()
+        self._in_flight = 0
+        self._behind = 0
+        CONSUMER_STALLED_SECONDS.labels(service, name).set_function(self.stalled_for)
+        CONSUMER_STALLED.labels(service, name).set_function(lambda: float(self.is_stalled()))
+
+    def stalled_for(self) -> float:
+        """Seconds without progress while there is work (records being handled or lag); 0 when keeping up."""
+        if self._in_flight == 0 and self._behind == 0:
+            return 0.0
+        return max(0.0, time.monotonic() - self._progress_at)
+
+    def is_stalled(self) -> bool:
+        """Whether no progress was made for longer than `stall_seconds` while there was work."""
+        return self.stalled_for() > self.stall_seconds
+
+    def stall_detail(self) -> str | None:
+        """Why this consumer counts as stalled (for /readyz), or None."""
+        if not self.is_stalled():
+            return None
+        return (f"no progress for {self.stalled_for():.0f}s (limit {self.stall_seconds:g}s) with "
+                f"{max(self._in_flight, self._behind)} message(s) waiting; last error: {self.stats.last_error}")
+
+    def _progressed(self) -> None:
+        self._progress_at = time.monotonic()
 
     def stop(self) -> None:
         """Ask the loop to end after the current batch."""
@@ -157,7 +218,14 @@ class EventConsumer:
             self._consumer = consumer
             try:
                 await self._loop(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let the consumer die silently: reconnect (the stall watch counts on)
+                self.stats.last_error = repr(exc)
+                log.warning("consumer %s: loop failed (%r); reconnecting", self.group_id, exc)
+                await asyncio.sleep(1.0)
             finally:
+                self._in_flight = 0
                 self._consumer = None
                 try:
                     await consumer.stop()
@@ -180,12 +248,14 @@ class EventConsumer:
                     await self._report_lag(consumer)
                     continue
                 work = _merge(first, fetched, limit=self.batch_size)
+                self._in_flight = sum(len(msgs) for _, msgs in work)
                 # Partitions are independent (order is kept per key, so per partition): each is applied in its own
                 # transaction, concurrently, so one partition's database round trips do not queue behind another's;
                 # their offsets are then committed together.
                 done = await asyncio.gather(*(self._handle_partition(consumer, tp, msgs) for tp, msgs in work))
                 await self._commit(consumer, {tp: msgs[-1].offset + 1 for (tp, msgs), ok in zip(work, done) if ok})
-                await self._report_lag(consumer)
+                self._in_flight = 0
+                await self._report_lag(consumer, force=True)
         finally:
             fetcher.cancel()
             await asyncio.gather(fetcher, return_exceptions=True)
@@ -226,6 +296,7 @@ class EventConsumer:
                 await consumer.commit(offsets)
                 for tp, off in offsets.items():
                     self.stats.positions[(tp.topic, tp.partition)] = off
+                self._progressed()
                 return
             except asyncio.CancelledError:
                 raise
@@ -248,7 +319,7 @@ class EventConsumer:
         except Exception as exc:
             if _is_infrastructure(exc):
                 raise
-            log.info("consumer %s: batch failed (%r); retrying messages one by one", self.group_id, exc)
+            log.info("consumer %s: batch failed (%.500r); retrying messages one by one", self.group_id, exc)
         for d in decoded:
             if d.error is not None:
                 await self._dead_letter(d.msg, d.error, event=d.event)
@@ -343,47 +414,100 @@ class EventConsumer:
     async def _dead_letter(
         self, msg: ConsumerRecord, reason: str, *, event: CloudEvent | None = None, trace: str | None = None,
     ) -> None:
-        """Send the original bytes to `<topic>.dlq` once, even if this message is redelivered after a crash."""
+        """Send the original (or, if too large, a bounded envelope) to `<topic>.dlq` once, even if this message is
+        redelivered after a crash; never retry forever (see `_send_dead_letter`)."""
         marker = f"dlq:{msg.topic}:{msg.partition}:{msg.offset}"
-        p = self.processed
-        async with self.sessions() as session, session.begin():
-            done = await session.scalar(
-                select(p.c.event_id).where(p.c.consumer == self.name, p.c.event_id == marker)
-            )
-            if done:
-                return
-            headers = [
-                ("dlq.reason", reason[:4000].encode()),
-                ("dlq.consumer", self.group_id.encode()),
-                ("dlq.original.topic", msg.topic.encode()),
-                ("dlq.original.partition", str(msg.partition).encode()),
-                ("dlq.original.offset", str(msg.offset).encode()),
-                ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
-            ]
-            if event is not None:
-                headers.append(("dlq.event_id", event.id.encode()))
-            if trace:
-                headers.append(("dlq.trace", trace[-4000:].encode()))
-            try:
-                await self.producer.send_and_wait(
-                    dead_letter_topic(msg.topic), value=msg.value, key=msg.key, headers=headers,
-                )
-            except Exception as exc:
-                if self.renew_producer is not None and producer_is_broken(exc):
-                    await self.renew_producer()  # the batch is retried (an infrastructure failure) with the new one
-                raise
-            await session.execute(
-                insert(p).values(consumer=self.name, event_id=marker, topic=msg.topic, processed_at=datetime.now(UTC))
-            )
+        reason = reason[:REASON_BYTES]  # a validation error may quote a whole oversized value
+        original = Original(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
+                            value=msg.value, headers=list(msg.headers or ()), timestamp=msg.timestamp)
+        letter = letter_for(original, reason=reason, consumer=self.group_id,
+                            event_id=event.id if event is not None else None, trace=trace)
+        try:
+            async with self.sessions() as session, session.begin():
+                # Claim the record first: a concurrent redelivery waits on this row until the send is over, then
+                # finds it. A send given up rolls the claim back (the record was not dead-lettered).
+                try:
+                    async with session.begin_nested():
+                        await session.execute(insert(self.processed).values(
+                            consumer=self.name, event_id=marker, topic=msg.topic, processed_at=datetime.now(UTC)))
+                except IntegrityError:
+                    return  # dead-lettered before (a redelivery after a crash)
+                letter = await self._send_dead_letter(original, letter, reason=reason, event=event)
+                if letter is None:
+                    raise _NotSent
+        except _NotSent:
+            return
         EVENTS_DEAD_LETTERED.labels(self.service, self.name, msg.topic).inc()
         self.stats.dead_lettered += 1
-        log.warning("consumer %s: dead-lettered %s: %s", self.group_id, marker, reason)
+        self.stats.enveloped += letter.enveloped
+        log.warning("consumer %s: dead-lettered %s%s: %s", self.group_id, marker,
+                    " as an envelope" if letter.enveloped else "", reason)
 
-    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+    async def _send_dead_letter(
+        self, original: Original, letter: DeadLetter, *, reason: str, event: CloudEvent | None,
+    ) -> DeadLetter | None:
+        """Send a dead letter; the letter sent, or None when it was given up.
+
+        A record too large for the producer or the broker goes as an envelope instead. Other failures are retried with
+        backoff for `dead_letter_timeout` seconds; then, if the broker still answers (so only the dead-letter topic
+        refuses: missing, not writable, too small a limit), the letter is given up: the record stays in its topic at
+        its offset, the failure is logged and counted, and the consumer goes on. If the broker does not answer at
+        all, nothing could progress anyway: the batch is rewound and retried (InfrastructureUnavailable)."""
+        topic = dead_letter_topic(original.topic)
+        deadline = time.monotonic() + self.dead_letter_timeout
+        failures = 0
+        while True:
+            try:
+                await self.producer.send_and_wait(topic, value=letter.value, key=letter.key, headers=letter.headers)
+                return letter
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _too_large(exc) and not letter.enveloped:
+                    letter = envelope_for(original, reason=reason, consumer=self.group_id,
+                                          event_id=event.id if event is not None else None,
+                                          why=f"the dead-letter copy was refused as too large: {exc!r}")
+                    continue
+                failures += 1
+                self.stats.last_error = repr(exc)
+                if self.renew_producer is not None and producer_is_broken(exc):
+                    try:
+                        await self.renew_producer()
+                    except Exception as renew_exc:  # the broker may be away; the next attempt tries again
+                        log.warning("consumer %s: replacing the producer failed (%r)", self.group_id, renew_exc)
+                if time.monotonic() >= deadline:
+                    if not await self._broker_answers():
+                        raise InfrastructureUnavailable(f"broker unreachable while dead-lettering: {exc!r}") from exc
+                    EVENTS_DEAD_LETTER_FAILED.labels(self.service, self.name, original.topic).inc()
+                    self.stats.dead_letter_failed += 1
+                    log.error(
+                        "consumer %s: could not dead-letter %s:%d:%d to %s for %.0fs (%r); skipped it: the record "
+                        "stays in its topic at that offset. Reason it was refused: %s", self.group_id,
+                        original.topic, original.partition, original.offset, topic, self.dead_letter_timeout, exc,
+                        reason)
+                    return None
+                log.warning("consumer %s: dead-lettering to %s failed (%r); retrying", self.group_id, topic, exc)
+                await asyncio.sleep(min(2.0, self.backoff_seconds * 2 ** min(failures, 5),
+                                        max(0.0, deadline - time.monotonic())))
+
+    async def _broker_answers(self) -> bool:
+        """Whether the broker serves this consumer metadata right now: then the feed could go on, and only the
+        dead-letter send is stuck (a refusing DLQ topic, a broken producer); if not, nothing could progress anyway."""
+        clients = [c._client for c in (self._consumer,) if c is not None] + [self.producer.client]
+        for client in clients:
+            try:
+                await asyncio.wait_for(client.fetch_all_metadata(), timeout=5)
+                return True
+            except Exception:
+                continue
+        return False
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer, *, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._last_lag < 1.0:
+        if not force and now - self._last_lag < 1.0:
             return
         self._last_lag = now
+        behind = 0
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is None:
@@ -392,7 +516,12 @@ class EventConsumer:
                 pos = await consumer.position(tp)
             except Exception:
                 continue
-            CONSUMER_LAG.labels(self.service, self.name, tp.topic, str(tp.partition)).set(max(0, high - pos))
+            lag = max(0, high - pos)
+            behind += lag
+            CONSUMER_LAG.labels(self.service, self.name, tp.topic, str(tp.partition)).set(lag)
+        self._behind = behind
+        if behind == 0 and self._in_flight == 0:
+            self._progressed()  # nothing to do counts as keeping up: a stall is measured from here
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until every assigned partition is consumed up to its high watermark (tests and benchmarks)."""

@@ -66,11 +66,11 @@ class CloudEvent(BaseModel):
         try:
             return cls.model_validate(doc)
         except ValidationError as exc:
-            raise MalformedEvent(f"invalid CloudEvent envelope: {_brief(exc)}") from exc
+            raise MalformedEvent(f"invalid CloudEvent envelope: {brief_errors(exc)}") from exc
 
 
-def _brief(exc: ValidationError) -> str:
-    """A one-line summary of a pydantic validation error."""
+def brief_errors(exc: ValidationError) -> str:
+    """A one-line summary of a pydantic validation error: where and what, never the (possibly huge) input."""
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
@@ -96,7 +96,7 @@ class EventContract(Generic[P]):
         try:
             return self.payload.model_validate(event.data)
         except ValidationError as exc:
-            raise MalformedEvent(f"payload does not match {self.name}: {_brief(exc)}") from exc
+            raise MalformedEvent(f"payload does not match {self.name}: {brief_errors(exc)}") from exc
 
 
 def new_event(

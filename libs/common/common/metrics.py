@@ -26,3 +26,17 @@ EVENTS_DEAD_LETTERED = Counter(
 CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages behind the partition's high watermark", ["service", "consumer", "topic", "partition"],
 )
+EVENTS_DEAD_LETTER_FAILED = Counter(
+    "events_dead_letter_failed_total",
+    "Records that could not be written to their dead-letter topic in time and were skipped (left in their topic)",
+    ["service", "consumer", "topic"],
+)
+CONSUMER_STALLED_SECONDS = Gauge(
+    "consumer_stalled_seconds", "Seconds without progress while records wait (0 while the consumer keeps up)",
+    ["service", "consumer"],
+)
+CONSUMER_STALLED = Gauge(
+    "consumer_stalled",
+    "1 when the consumer made no progress for longer than its stall limit while records wait (as /readyz says)",
+    ["service", "consumer"],
+)

@@ -37,6 +37,7 @@ from common import tracing
 from common.db import utcnow
 from common.events import CONTENT_TYPE, CloudEvent, EventContract, new_event
 from common.kafka import KafkaSecurity
+from common.limits import MAX_RECORD_BYTES
 from common.metrics import EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 log = logging.getLogger("common.outbox")
@@ -146,11 +147,13 @@ class PublishFailed(RuntimeError):
 
 
 def producer_for(bootstrap: str, *, client_id: str, security: KafkaSecurity) -> AIOKafkaProducer:
-    """An idempotent producer (acks=all) tuned for low latency, authenticated as `security` says."""
+    """An idempotent producer (acks=all) tuned for low latency, authenticated as `security` says, taking records up
+    to the platform's record limit."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, client_id=client_id, enable_idempotence=True, acks="all",
         linger_ms=1, request_timeout_ms=15000, max_batch_size=262144, retry_backoff_ms=200,
         **security.client_kwargs(),
+        max_request_size=MAX_RECORD_BYTES,
     )
 
 

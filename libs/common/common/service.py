@@ -30,6 +30,7 @@ from common.db import create_engine, session_factory, utcnow
 from common.errors import install_problem_handlers, problem
 from common.events import dead_letter_topic
 from common.kafka import KafkaSecurity
+from common.limits import MAX_RECORD_BYTES
 from common.migrations import upgrade_async
 from common.observability import HttpMiddleware, configure_logging, on_request_end
 from common.outbox import WAKE, EventStager, OutboxRelay, producer_for
@@ -115,6 +116,7 @@ class Runtime:
                 backoff_seconds=s.consumer_backoff_seconds, batch_size=s.consumer_batch_size,
                 group_suffix=s.consumer_group_suffix, security=self.security,
                 owners=topic_owners(s.event_source_base),
+                stall_seconds=s.consumer_stall_seconds, dead_letter_timeout=s.consumer_dead_letter_timeout_seconds,
             )
             for c in spec.consumers
         ]
@@ -231,6 +233,10 @@ class Runtime:
                 problems["broker"] = f"unreachable: {exc.__class__.__name__}"
         return problems
 
+    def degraded(self) -> dict[str, str]:
+        """What works but not well: consumers that made no progress for too long while records wait."""
+        return {f"consumer {c.group_id}": why for c in self.consumers if (why := c.stall_detail()) is not None}
+
 
 def topics_for(spec: ServiceSpec) -> list[str]:
     """Every topic a service writes to: what it publishes, what it consumes, and their dead-letter topics."""
@@ -241,7 +247,8 @@ def topics_for(spec: ServiceSpec) -> list[str]:
 async def ensure_topics(
     bootstrap: str, topics: list[str], *, partitions: int, security: KafkaSecurity, replication: int = 1,
 ) -> None:
-    """Create topics explicitly (the broker does not auto-create); existing ones are left as they are.
+    """Create topics explicitly (the broker does not auto-create), each taking records up to the platform's record
+    limit whatever the broker's default; existing ones are left as they are.
 
     Under ACLs a service may not create topics (the topics job does, as the admin principal): it lists only what it
     may describe, and a missing topic fails with TopicAuthorizationFailedError, which the caller retries."""
@@ -249,7 +256,8 @@ async def ensure_topics(
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, num_partitions=partitions, replication_factor=replication)
+        missing = [NewTopic(t, num_partitions=partitions, replication_factor=replication,
+                            topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)})
                    for t in topics if t not in existing]
         if missing:
             try:
@@ -342,11 +350,17 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable")
     async def readyz(request: Request):
-        """Ready when the database answers and the broker serves metadata; else 503 naming what is missing."""
-        problems = await request.app.state.runtime.ready()
+        """Ready when the database answers and the broker serves metadata; else 503 naming what is missing. A ready
+        service whose consumers stall answers 200 with status `degraded` and a `degraded` detail naming them."""
+        runtime = request.app.state.runtime
+        problems = await runtime.ready()
+        degraded = runtime.degraded()
         if problems:
             return problem(503, "not ready: " + "; ".join(f"{k} {v}" for k, v in problems.items()),
-                           slug="not-ready", headers={"Retry-After": "5"}, checks=problems)
+                           slug="not-ready", headers={"Retry-After": "5"}, checks=problems,
+                           **({"degraded": degraded} if degraded else {}))
+        if degraded:
+            return {"status": "degraded", "service": s.service_name, "degraded": degraded}
         return {"status": "ready", "service": s.service_name}
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.events import EventContract
+from common.limits import MAX_RECORD_BYTES
+from common.vocabulary import DISTRICTS, INDUSTRIES, USCC_PATTERN
 
 REGISTRY_INSTITUTION_TOPIC = "registry.institution.v1"
 REGISTRY_CERTIFICATION_TOPIC = "registry.certification.v1"
@@ -56,20 +59,35 @@ class RegistryCertification(BaseModel):
     version: int
 
 
+District = Literal[DISTRICTS]
+Industry = Literal[INDUSTRIES]
+
+
 class MunicipalTalentDemand(BaseModel):
-    """A position posted on the city's human-resources platform (inbound, strict: anything odd is dead-lettered)."""
+    """A position posted on the city's human-resources platform (inbound, strict: anything odd is dead-lettered).
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    Every constraint here is enforced by the handler; the employer's USCC must also carry the right GB 32100-2015
+    check character. A record (the whole CloudEvent, key and headers) may be at most `x-max-record-bytes`."""
 
-    external_id: str = Field(min_length=1, max_length=100)
-    employer_uscc: str = Field(min_length=18, max_length=18)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, json_schema_extra={
+        "x-max-record-bytes": MAX_RECORD_BYTES,
+        "examples": [{
+            "external_id": "hrss-2026-000183", "employer_uscc": "91310000132214209T",
+            "employer_name": "上海临港经济发展（集团）有限公司", "title": "设备维护技术员",
+            "skills": ["PLC编程", "电气维修"], "industry": "integrated_circuits", "district": "lingang", "headcount": 8,
+            "deadline": "2030-06-30T18:00:00+08:00",
+        }],
+    })
+
+    external_id: str = Field(min_length=1, max_length=100, description="your id of the position: the Kafka key")
+    employer_uscc: str = Field(pattern=USCC_PATTERN, description="the employer's unified social credit code")
     employer_name: str = Field(min_length=1, max_length=200)
     title: str = Field(min_length=1, max_length=200)
-    skills: list[str] = Field(default_factory=list, max_length=50)
-    industry: str = Field(min_length=1, max_length=60)
-    district: str
+    skills: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(default_factory=list, max_length=50)
+    industry: Industry = Field(description="a code of the platform's industry vocabulary")
+    district: District = Field(description="a Shanghai district code (Lingang New Area: lingang)")
     headcount: int = Field(ge=1, le=100000)
-    deadline: datetime
+    deadline: datetime = Field(description="ISO 8601 with a time zone")
 
     @field_validator("deadline")
     @classmethod
@@ -77,6 +95,12 @@ class MunicipalTalentDemand(BaseModel):
         if v.tzinfo is None:
             raise ValueError("deadline needs a time zone")
         return v
+
+
+TalentDemandPosted = EventContract(
+    MUNICIPAL_TALENT_DEMAND_TOPIC, "municipal.talent_demand.posted", MunicipalTalentDemand,
+    "Inbound: a position open on the city's human-resources platform (created or updated by external_id).",
+)
 
 
 # ---- published ----
@@ -105,14 +129,15 @@ class MatchPayload(BaseModel):
 
     id: str
     opportunity_id: str
-    opportunity_title: str
+    opportunity_title: str = Field(examples=["集成电路设备维护订单班"])
     offer_id: str | None = None
-    from_institution_id: str
-    to_institution_id: str
-    status: str
+    from_institution_id: str = Field(description="the proposer")
+    to_institution_id: str = Field(description="the other side")
+    status: str = Field(examples=["proposed"], description=(
+        "proposed, accepted, declined, expired, withdrawn, agreed, in_progress, completed or cancelled"))
     seats: int
     expires_at: datetime | None
-    outcomes: dict[str, int] | None
+    outcomes: dict[str, int] | None = Field(examples=[{"students_trained": 30, "hires": 6, "projects_delivered": 1}])
     version: int
 
 

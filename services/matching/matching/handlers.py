@@ -15,7 +15,7 @@ from sqlalchemy.sql.expression import Executable
 
 from common.consumer import PoisonMessage, parse_payload
 from common.db import utcnow
-from common.events import CloudEvent
+from common.events import CloudEvent, brief_errors
 from common.identifiers import canonical_code
 from common.outbox import EventStager
 from matching.contracts import (
@@ -26,7 +26,7 @@ from matching.contracts import (
     RegistryCertification,
     RegistryInstitution,
 )
-from matching.domain import DISTRICTS, OpportunityKind, OpportunityStatus, is_past_deadline, uscc_is_valid
+from matching.domain import OpportunityKind, OpportunityStatus, is_past_deadline, uscc_is_valid
 from matching.models import CertificationView, InstitutionView, Match, Opportunity
 from matching.scoring import tokenize
 from matching.service import opportunity_payload
@@ -137,12 +137,10 @@ def make_talent_demand_handler(stager: EventStager) -> Handler:
         try:
             data = MunicipalTalentDemand.model_validate(event.data)
         except ValidationError as exc:
-            raise PoisonMessage(f"talent demand record invalid: {exc.errors()[:3]}") from exc
+            raise PoisonMessage(f"talent demand record invalid: {brief_errors(exc)}") from exc
         data.employer_uscc = canonical_code(data.employer_uscc)  # full-width input is the same code
         if not uscc_is_valid(data.employer_uscc):
             raise PoisonMessage(f"employer_uscc {data.employer_uscc!r} fails the GB 32100-2015 check")
-        if data.district not in DISTRICTS:
-            raise PoisonMessage(f"unknown district {data.district!r}")
         employer = (await session.execute(select(InstitutionView).where(
             InstitutionView.uscc == data.employer_uscc,
             or_(InstitutionView.successor_id.is_(None), InstitutionView.successor_id == "")))).scalars().first()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.events import EventContract
+from common.limits import MAX_RECORD_BYTES
+from common.vocabulary import DISTRICT_NAMES_ZH, DISTRICTS, INDUSTRY_NAMES_ZH, USCC_PATTERN
 
 INSTITUTION_TOPIC = "registry.institution.v1"
 CONTACT_TOPIC = "registry.contact.v1"
@@ -93,16 +96,17 @@ class CertificationPayload(BaseModel):
     """A certified-enterprise file after a lifecycle step."""
 
     id: str
-    institution_id: str
-    enterprise_name: str
+    institution_id: str = Field(description="the enterprise's id in registry.institution.v1")
+    enterprise_name: str = Field(examples=["上海临港经济发展（集团）有限公司"])
     batch_id: str | None = None
-    batch_name: str | None = None
-    year: int | None = None
-    status: str
-    is_certified: bool
-    evaluation_result: str | None = None
-    action: str | None = None
-    objection_deadline: datetime | None = None
+    batch_name: str | None = Field(default=None, examples=["2026年度产教融合型企业"])
+    year: int | None = Field(default=None, examples=[2026])
+    status: str = Field(examples=["certified"], description=(
+        "pooled, applied, reviewed, rejected, certified, announced, objected, rectifying, withdrawn or revoked"))
+    is_certified: bool = Field(description="whether the enterprise counts as certified right now")
+    evaluation_result: str | None = Field(default=None, examples=["passed"])
+    action: str | None = Field(default=None, description="the lifecycle step that produced this event")
+    objection_deadline: datetime | None = Field(default=None, description="end of the publicity window")
     version: int
     updated_at: datetime
 
@@ -218,16 +222,37 @@ MentorUnlisted = EventContract(MENTOR_TOPIC, "registry.mentor.unlisted", MentorP
                                "A mentor was removed from the public list (e.g. consent withdrawn).")
 
 
+# What the city may send, exactly as the handler accepts it (registry.handlers.parse_municipal_record).
+ACTIVE_WORDS = ("存续", "在业", "开业", "active")
+INACTIVE_WORDS = ("注销", "吊销", "迁出", "停业", "inactive", "deregistered", "revoked", "cancelled")
+MAX_DATA_BYTES = 8192  # the `data` of one record, as compact JSON
+
+
 class MunicipalEnterprise(BaseModel):
-    """An enterprise record from the city's market-supervision platform; strict types, bounded sizes."""
+    """An enterprise record from the city's market-supervision platform; strict types, bounded sizes.
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    The handler enforces every constraint here, checks the USCC's GB 32100-2015 check character, and refuses a `data`
+    over `x-max-data-bytes` of JSON; a whole record may be at most `x-max-record-bytes`. An `industry` from the
+    platform's vocabulary (code or Chinese name, see `examples`) is mapped to it; any other is kept as a keyword."""
 
-    uscc: str = Field(max_length=18)
+    model_config = ConfigDict(strict=True, extra="ignore", json_schema_extra={
+        "x-max-data-bytes": MAX_DATA_BYTES,
+        "x-max-record-bytes": MAX_RECORD_BYTES,
+        "examples": [{"uscc": "91310000132214209T", "name": "上海临港经济发展（集团）有限公司",
+                      "district": "临港新片区", "industry": "集成电路", "status": "存续"}],
+    })
+
+    uscc: str = Field(pattern=USCC_PATTERN, description="unified social credit code: the Kafka key")
     name: str = Field(min_length=2, max_length=200)
-    district: str = Field(max_length=30)
-    industry: str | None = Field(default=None, max_length=60)
-    status: str = Field(max_length=20)
+    district: Literal[(*DISTRICTS, *DISTRICT_NAMES_ZH)] = Field(
+        description="a Shanghai district: its code or its Chinese name")
+    industry: str | None = Field(default=None, min_length=1, max_length=60,
+                                 examples=[*INDUSTRY_NAMES_ZH, *INDUSTRY_NAMES_ZH.values()],
+                                 description="the vocabulary's code or Chinese name maps to an industry; other text "
+                                             "is kept as a keyword")
+    status: Literal[(*ACTIVE_WORDS, *INACTIVE_WORDS)] = Field(
+        description="active: 存续, 在业, 开业, active; inactive: 注销, 吊销, 迁出, 停业, inactive, deregistered, "
+                    "revoked, cancelled")
 
 
 MunicipalEnterpriseUpserted = EventContract(

@@ -12,7 +12,13 @@ from common.events import CloudEvent
 from common.identifiers import canonical_code
 from common.outbox import EventStager
 from registry import service
-from registry.contracts import InstitutionStatusChanged, InstitutionUpdated, MunicipalEnterprise
+from registry.contracts import (
+    ACTIVE_WORDS,
+    MAX_DATA_BYTES,
+    InstitutionStatusChanged,
+    InstitutionUpdated,
+    MunicipalEnterprise,
+)
 from registry.domain import (
     District,
     Industry,
@@ -27,9 +33,6 @@ from registry.models import Institution
 from registry.schemas import InstitutionCreate
 
 MUNICIPAL_ACTOR = "municipal:market-supervision"
-MAX_RECORD_BYTES = 8192
-ACTIVE_WORDS = {"active", "存续", "在业", "开业"}
-INACTIVE_WORDS = {"inactive", "deregistered", "revoked", "cancelled", "注销", "吊销", "迁出", "停业"}
 
 
 def parse_municipal_record(data: object) -> tuple[MunicipalEnterprise, District, Industry | None, InstitutionStatus]:
@@ -37,8 +40,8 @@ def parse_municipal_record(data: object) -> tuple[MunicipalEnterprise, District,
     if not isinstance(data, dict):
         raise PoisonMessage(f"data must be a JSON object, got {type(data).__name__}")
     size = len(orjson.dumps(data))
-    if size > MAX_RECORD_BYTES:
-        raise PoisonMessage(f"record is oversized: {size} bytes (limit {MAX_RECORD_BYTES})")
+    if size > MAX_DATA_BYTES:
+        raise PoisonMessage(f"record is oversized: {size} bytes (limit {MAX_DATA_BYTES})")
     try:
         rec = MunicipalEnterprise.model_validate(data)
     except ValidationError as exc:
@@ -49,13 +52,7 @@ def parse_municipal_record(data: object) -> tuple[MunicipalEnterprise, District,
     district = district_from(rec.district)
     if district is None:
         raise PoisonMessage(f"unknown district {rec.district!r}")
-    status_word = rec.status.strip().lower()
-    if status_word in ACTIVE_WORDS:
-        status = InstitutionStatus.ACTIVE
-    elif status_word in INACTIVE_WORDS:
-        status = InstitutionStatus.INACTIVE
-    else:
-        raise PoisonMessage(f"unknown status {rec.status!r} (expected one of {sorted(ACTIVE_WORDS | INACTIVE_WORDS)})")
+    status = InstitutionStatus.ACTIVE if rec.status in ACTIVE_WORDS else InstitutionStatus.INACTIVE  # or INACTIVE_WORDS
     industry = industry_from(rec.industry) if rec.industry else None
     return rec, district, industry, status
 

@@ -61,7 +61,7 @@ BAD = {
     "oversized": ({"uscc": "91350100M000100Y43", "name": "超大公司", "district": "pudong", "status": "active",
                    "notes": "x" * 20000}, "oversized"),
     "unknown district": ({"uscc": "91350100M000100Y43", "name": "外地公司", "district": "北京",
-                          "status": "active"}, "unknown district"),
+                          "status": "active"}, "district: Input should be"),
 }
 
 
