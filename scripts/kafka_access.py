@@ -152,7 +152,9 @@ def service_topics() -> dict[str, tuple[list[str], list[str]]]:
     """For each service, from its own ServiceSpec: (topics it publishes, topics it consumes)."""
     out = {}
     for svc in service_names():
-        spec = importlib.import_module(f"{svc}.main").create_app().state.spec
+        # built only to read its spec, with development settings (it never serves a request)
+        settings = importlib.import_module(f"{svc}.config").Settings(dev_mode=True)
+        spec = importlib.import_module(f"{svc}.main").create_app(settings).state.spec
         consumed = sorted({sub.topic for c in spec.consumers for sub in c.subscriptions})
         out[svc] = (sorted(set(spec.published_topics)), consumed)
     return out
@@ -233,14 +235,17 @@ def kafka_user(p: Principal) -> dict:
 
 
 def kafka_topic(t: Topic, settings: dict) -> dict:
-    """A Strimzi KafkaTopic: partitions, three replicas, min.insync.replicas 2, retention (longer for dead letters)."""
+    """A Strimzi KafkaTopic: partitions, three replicas, min.insync.replicas 2, retention (longer for dead letters)
+    and the platform's one record limit (libs/common/common/limits.py)."""
+    from common.limits import MAX_RECORD_BYTES
+
     retention = settings["dead_letter_retention_ms"] if t.kind == "dead-letter" else settings["retention_ms"]
     return {
         "apiVersion": STRIMZI_API, "kind": "KafkaTopic",
         "metadata": {"name": t.name, "labels": {"strimzi.io/cluster": CLUSTER, "cjrh.sh.cn/topic-kind": t.kind}},
         "spec": {"topicName": t.name, "partitions": settings["partitions"], "replicas": settings["replicas"],
                  "config": {"min.insync.replicas": settings["min_insync_replicas"], "retention.ms": retention,
-                            "cleanup.policy": "delete"}},
+                            "max.message.bytes": MAX_RECORD_BYTES, "cleanup.policy": "delete"}},
     }
 
 
