@@ -52,8 +52,8 @@ compose-secrets: install ## Kafka CA, keystore, passwords and ACL plan for deplo
 postgres: install ## start only the checkout's PostgreSQL (127.0.0.1:55432, data in .local/pg) in the background
 	@$(BIN)/python scripts/pg.py start
 
-cluster: install ## a three-node Kafka cluster (replication 3, min ISR 2) on 127.0.0.1:19092,19094,19096 in the background
-	@$(PY) scripts/cluster.py start
+cluster: install ## a three-node Kafka cluster (SASL_SSL, ACLs, replication 3, min ISR 2) on 127.0.0.1:19092,19094,19096
+	@$(BIN)/python scripts/cluster.py start
 
 cluster-faults: install ## the full fault suite on a three-node cluster with replicated services (make test runs a short one)
 	@$(BIN)/python scripts/pg.py start

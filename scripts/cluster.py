@@ -9,19 +9,25 @@
 
 Node N's client listener is PORT + 2(N-1), its controller listener the port after it. Topics default to replication 3
 with min.insync.replicas 2 and unclean leader election off, as in production (docs/scaling.md): one node down never
-stops an acks=all producer, two down do. The jars, JVM flags and readiness probes are the development broker's
-(scripts/broker.py).
+stops an acks=all producer, two down do. Security is the development broker's (scripts/broker.py): SASL_SSL with
+SCRAM-SHA-512, the StandardAuthorizer with no access unless an ACL grants it, the same CA and a password per principal
+in .local/kafka/security/credentials.json, and every principal's credentials, topics and ACLs set up by the admin once
+the nodes serve (`--insecure` for a plaintext cluster, to diagnose). The jars, JVM flags and probes are the broker's.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import importlib.util
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location("broker", Path(__file__).with_name("broker.py"))
@@ -42,18 +48,15 @@ def bootstrap(base: int) -> str:
     return ",".join(f"127.0.0.1:{ports(base, n)[0]}" for n in NODES)
 
 
-def _properties(data: Path, base: int, node: int, partitions: int) -> str:
+def _properties(data: Path, base: int, node: int, partitions: int, sec: dict | None) -> str:
     port, controller = ports(base, node)
     voters = ",".join(f"{n}@127.0.0.1:{ports(base, n)[1]}" for n in NODES)
     return "\n".join([
         "process.roles=broker,controller",
         f"node.id={node}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        *broker._listener_properties(port, controller, sec),
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         f"log.dirs={data / f'node-{node}' / 'logs'}",
         f"num.partitions={partitions}",
         "default.replication.factor=3",
@@ -74,7 +77,7 @@ def _properties(data: Path, base: int, node: int, partitions: int) -> str:
         "broker.heartbeat.interval.ms=1000",
         "controlled.shutdown.enable=true",
         "log.flush.interval.ms=1000",
-        "message.max.bytes=2097152",
+        f"message.max.bytes={broker._record_limit()}",
         "",
     ])
 
@@ -83,23 +86,31 @@ def _node_dir(data: Path, node: int) -> Path:
     return data / f"node-{node}"
 
 
-def _format_all(data: Path, base: int, partitions: int) -> None:
-    """Write each node's properties and format its storage with one shared cluster id (once)."""
+def _format_all(data: Path, base: int, partitions: int, sec: dict | None) -> None:
+    """Write each node's properties and format its storage with one shared cluster id (once); a secured cluster's
+    metadata starts with the admin's and the inter-broker principal's SCRAM credentials."""
     id_file = data / "cluster.id"
     if not id_file.exists():
         data.mkdir(parents=True, exist_ok=True)
-        cluster_id = subprocess.run(broker._java_cmd("kafka.tools.StorageTool", "random-uuid", heap="128m"),
-                                    check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: an id must not read like an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         id_file.write_text(cluster_id)
     cluster_id = id_file.read_text().strip()
+    scram = []
+    if sec:
+        for name, password in ((broker.ADMIN, sec["principals"][broker.ADMIN]),
+                               (broker.BROKER, sec["internal"][broker.BROKER])):
+            scram += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
     for node in NODES:
         d = _node_dir(data, node)
         d.mkdir(parents=True, exist_ok=True)
         props = d / "server.properties"
-        props.write_text(_properties(data, base, node, partitions))
+        props.write_text(_properties(data, base, node, partitions, sec))
+        props.chmod(0o600)  # it holds the broker's passwords
         if not (d / "logs" / "meta.properties").exists():
             subprocess.run(broker._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
-                                            "--ignore-formatted", heap="128m"),
+                                            "--ignore-formatted", *scram, heap="128m"),
                            check=True, capture_output=True, text=True)
 
 
@@ -121,27 +132,52 @@ def _spawn(data: Path, node: int) -> subprocess.Popen:
     return proc
 
 
-def _wait_serving(base: int, node: int, timeout: float = 120) -> None:
+def _secured(data: Path) -> dict | None:
+    """The security material of a secured cluster (None for one started with --insecure)."""
+    return broker.security_setup() if json.loads((data / "mode.json").read_text())["secure"] else None
+
+
+def _wait_serving(data: Path, base: int, node: int, timeout: float = 120) -> None:
     port = ports(base, node)[0]
+    sec = _secured(data)
+    tls = broker._tls_context(sec)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if broker._api_versions_ok("127.0.0.1", port) and broker._metadata_ok("127.0.0.1", port):
+        if broker._api_versions_ok("127.0.0.1", port, tls) and (sec or broker._metadata_ok("127.0.0.1", port)):
             return
         time.sleep(0.3)
     sys.exit(f"cluster: node {node} not serving on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
-def start(data: Path, base: int, partitions: int) -> None:
-    """Start every node that is not running, then wait until all three serve."""
+def start(data: Path, base: int, partitions: int, *, secure: bool = True) -> None:
+    """Start every node that is not running, wait until all three serve, then (secured) set up access as the admin."""
     broker.fetch()
     started = time.monotonic()
-    _format_all(data, base, partitions)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "mode.json").write_text(json.dumps({"secure": secure}))
+    sec = broker.security_setup() if secure else None
+    _format_all(data, base, partitions, sec)
     for node in NODES:
         if _pid(data, node) is None:
             _spawn(data, node)
     for node in NODES:
-        _wait_serving(base, node)
-    print(f"cluster: 3 nodes ready on {bootstrap(base)} in {time.monotonic() - started:.1f}s", flush=True)
+        _wait_serving(data, base, node)
+    if sec:
+        _apply_access(base, sec, partitions)
+    mode = f"SASL_SSL, credentials in {sec['credentials']}" if sec else "PLAINTEXT"
+    print(f"cluster: 3 nodes ready on {bootstrap(base)} ({mode}) in {time.monotonic() - started:.1f}s", flush=True)
+
+
+def _apply_access(base: int, sec: dict, partitions: int) -> None:
+    """As the admin: every principal's SCRAM credentials, every topic (replication 3), every ACL."""
+    sys.path.insert(0, str(broker.ROOT / "scripts"))
+    import kafka_access
+
+    from common.kafka import LocalCredentials
+
+    admin = LocalCredentials.load(Path(sec["credentials"])).security(broker.ADMIN)
+    asyncio.run(kafka_access.apply(bootstrap(base), admin=admin, passwords=sec["principals"], model=sec["model"],
+                                   partitions=partitions, replication=len(NODES)))
 
 
 def kill(data: Path, node: int) -> None:
@@ -179,7 +215,7 @@ def start_node(data: Path, base: int, node: int) -> None:
     """Start one node again (its storage is kept) and wait until it serves."""
     if _pid(data, node) is None:
         _spawn(data, node)
-    _wait_serving(base, node)
+    _wait_serving(data, base, node)
 
 
 def stop(data: Path) -> None:
@@ -201,11 +237,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_CLUSTER_PORT", "19092")))
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("KAFKA_CLUSTER_DIR", DEFAULT_DATA)))
     parser.add_argument("--partitions", type=int, default=int(os.environ.get("KAFKA_PARTITIONS", "3")))
+    parser.add_argument("--insecure", action="store_true", help="plaintext listeners, no authentication (diagnosis)")
     args = parser.parse_args()
     if args.command in ("kill", "stop-node", "start-node") and args.node is None:
         parser.error(f"{args.command} needs a node number (1, 2 or 3)")
     if args.command == "start":
-        start(args.data, args.port, args.partitions)
+        start(args.data, args.port, args.partitions, secure=not args.insecure)
     elif args.command == "stop":
         stop(args.data)
     elif args.command == "kill":
@@ -215,7 +252,8 @@ def main() -> None:
     elif args.command == "start-node":
         start_node(args.data, args.port, args.node)
     else:
-        up = [n for n in NODES if broker._api_versions_ok("127.0.0.1", ports(args.port, n)[0])]
+        tls = broker._tls_context(_secured(args.data)) if (args.data / "mode.json").exists() else None
+        up = [n for n in NODES if broker._api_versions_ok("127.0.0.1", ports(args.port, n)[0], tls)]
         print(f"cluster: nodes up {up or 'none'} ({bootstrap(args.port)})")
         sys.exit(0 if len(up) == len(NODES) else 1)
 

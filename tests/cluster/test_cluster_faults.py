@@ -1,5 +1,6 @@
-"""Production shape under faults: a three-node Kafka cluster (replication 3, min.insync.replicas 2) and every service
-replicated as real processes, under a steady mixed workload of registrations and edits.
+"""Production shape under faults: a three-node Kafka cluster (replication 3, min.insync.replicas 2, SASL_SSL with
+ACLs, each service its own principal) and every service replicated as real processes, under a steady mixed workload
+of registrations and edits.
 
 Faults, one after another while the workload runs: kill -9 the node that leads the most partitions (restarted a little
 later); a rolling restart of all three nodes, one at a time, as an upgrade does; kill -9 a matching worker while its
@@ -31,8 +32,19 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from common.events import CloudEvent
+from common.kafka import LocalCredentials
 from registry.domain import uscc_check_char
-from tests.support.harness import ROOT, current_group_suffix, fresh_database, partitions_of, token
+from tests.support.harness import (
+    ADMIN_PRINCIPAL,
+    ROOT,
+    SECURITY_DIR,
+    Broker,
+    current_group_suffix,
+    fresh_database,
+    partitions_of,
+    token,
+    tooling_security,
+)
 from tests.support.processes import ServiceProcess, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.cluster]
@@ -82,8 +94,16 @@ class Cluster:
                        check=True)
 
     def start(self) -> None:
-        """Start all three nodes and wait for them."""
+        """Start all three nodes (SASL_SSL, ACLs) and wait for them; services and tooling then connect as the single
+        broker's principals do (tests.support.harness)."""
         self._run("start")
+        creds = LocalCredentials.load(SECURITY_DIR / "credentials.json")
+        Broker(self.bootstrap, owned=False, credentials=creds, tooling=creds.security(ADMIN_PRINCIPAL))
+
+    @property
+    def admin(self) -> dict:
+        """Client keyword arguments of the admin principal (test tooling only)."""
+        return tooling_security(self.bootstrap).client_kwargs()
 
     def stop(self) -> None:
         """Stop all three nodes."""
@@ -103,7 +123,7 @@ class Cluster:
 
     async def partitions(self) -> list[dict]:
         """Every partition of every topic: {topic, partition, leader, replicas, isr}."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000, **self.admin)
         await admin.start()
         try:
             names = [t for t in await admin.list_topics() if not t.startswith("__")]
@@ -214,7 +234,8 @@ def _processes(tmp: Path, bootstrap: str, dbs: dict[str, str]) -> dict[str, Serv
 
 async def _read_all(bootstrap: str, topics: list[str]) -> dict[str, list]:
     """Every record of these topics, from the beginning to the current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **tooling_security(bootstrap).client_kwargs())
     await consumer.start()
     try:
         out: dict[str, list] = {}
@@ -235,8 +256,9 @@ async def _read_all(bootstrap: str, topics: list[str]) -> dict[str, list]:
 
 async def _lag(bootstrap: str, suffix: str) -> dict[str, int]:
     """Per consumer group of this test: messages not yet committed."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **tooling_security(bootstrap).client_kwargs())
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **tooling_security(bootstrap).client_kwargs())
     await admin.start()
     await consumer.start()
     try:
