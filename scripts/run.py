@@ -33,6 +33,10 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> bool:
     return False
 
 
+DEV_PORTAL_ORIGINS = ",".join(f"http://{host}:{port}" for port in (3000, 5173, 8080) for host in ("localhost",
+                                                                                                   "127.0.0.1"))
+
+
 def main() -> None:
     """Start the broker and services, report where they listen, and supervise until interrupted."""
     os.chdir(ROOT)
@@ -44,6 +48,7 @@ def main() -> None:
         env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{kafka_port}"
         started_broker = True
     env.setdefault("LOG_JSON", "false")
+    env.setdefault("CORS_ORIGINS", DEV_PORTAL_ORIGINS)  # a portal under development on its own port may call the APIs
     procs: list[tuple[str, int, subprocess.Popen]] = []
     (ROOT / ".local" / "logs").mkdir(parents=True, exist_ok=True)
     for name, default_port in SERVICES:

@@ -119,3 +119,32 @@ async def test_a_caller_writing_too_fast_gets_429_with_retry_after_and_others_ar
         assert int(r.headers["retry-after"]) >= 1 and "retry" in body["detail"]
         assert (await c.post("/things", json={"name": "ok"}, headers=calm)).status_code == 200
         assert (await c.get("/nowhere", headers=fast)).status_code == 404, "reads are not limited"
+
+
+async def _chunks(total: int, size: int = 256):
+    for start in range(0, total, size):
+        yield b"x" * min(size, total - start)
+
+
+async def test_oversized_chunked_bodies_get_413_not_400(client):
+    body = is_problem(await client.post("/things", content=_chunks(5000),
+                                         headers={"content-type": "application/json"}), 413)
+    assert "1000" in body["detail"]
+
+
+async def test_chunked_bodies_within_the_limit_are_read_whole(client):
+    async def small():
+        yield b'{"name":'
+        yield b' "ok"}'
+
+    r = await client.post("/things", content=small(), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json() == {"name": "ok"}
+
+
+async def test_head_is_served_for_get_without_a_body(client):
+    r = await client.head("/boom")
+    assert r.status_code == 500 and r.content == b""
+    r = await client.head("/nowhere")
+    assert r.status_code == 404 and r.content == b""
+    r = await client.head("/things")
+    assert r.status_code == 405 and "HEAD" not in r.headers["allow"]

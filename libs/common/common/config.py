@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _shared(name: str, default, **kw):
@@ -49,6 +52,18 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = _shared("MAX_BODY_BYTES", 1_048_576)
     write_rate_per_second: float = _shared("WRITE_RATE_PER_SECOND", 100.0)  # per caller and process; 0 turns it off
     write_burst: int = _shared("WRITE_BURST", 200)
+    # Browser origins allowed to call the APIs (CORS): none by default, so production answers no cross-origin call
+    # unless told; `make run` and deploy/compose.yaml allow the portal's development origins. Comma-separated or JSON.
+    cors_origins: Annotated[list[str], NoDecode] = _shared("CORS_ORIGINS", [])
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value):
+        """Accept `a,b`, a JSON list or a list; an origin has no trailing slash, as browsers send it."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        return [str(v).strip().rstrip("/") for v in value if str(v).strip()]
 
     @property
     def event_source(self) -> str:
