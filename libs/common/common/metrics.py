@@ -26,3 +26,12 @@ EVENTS_DEAD_LETTERED = Counter(
 CONSUMER_LAG = Gauge(
     "consumer_lag", "Messages behind the partition's high watermark", ["service", "consumer", "topic", "partition"],
 )
+# notify's deliveries (email, SMS, webhooks): what happened to each attempt, and how long a due delivery waited for its
+# outcome. outcome: sent, delivered, deferred (held by quiet hours when planned), failed (to be retried), dead.
+NOTIFY_DELIVERIES = Counter(
+    "notify_deliveries_total", "Delivery outcomes by channel", ["service", "channel", "outcome"],
+)
+NOTIFY_DELIVERY_LATENCY = Histogram(
+    "notify_delivery_latency_seconds", "From a delivery falling due to its send's outcome (queueing plus the send)",
+    ["service", "channel"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)

@@ -63,3 +63,6 @@ class Settings(ServiceSettings):
 
     # webhooks
     webhook_user_agent: str = "cjrh-notify-webhooks/1"
+    # loopback, private and link-local targets are refused (a webhook must not reach into our own network) unless
+    # this is set, for development and tests
+    webhook_allow_private_networks: bool = False

@@ -66,6 +66,9 @@ class RegistryCertification(_Consumed):
     status: str
     is_certified: bool = False
     evaluation_result: str | None = None
+    action: str | None = None
+    note: str | None = None
+    objection_deadline: datetime | None = None
     version: int = 0
 
 

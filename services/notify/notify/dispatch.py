@@ -24,9 +24,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from common.metrics import NOTIFY_DELIVERIES, NOTIFY_DELIVERY_LATENCY
 from common.outbox import EventStager
 from notify import templates
-from notify.channels import EmailChannel, SmsChannel, WebhookChannel
+from notify.channels import EmailChannel, SmsChannel, WebhookChannel, address_problem
 from notify.clock import Clock, FakeClock  # noqa: F401 (FakeClock: tests import it from here)
 from notify.config import Settings
 from notify.contracts import DELIVERY_CONTRACTS, DeliveryPayload
@@ -85,6 +86,21 @@ async def stage_delivery(session: AsyncSession, stager: EventStager, d: Delivery
     contract = DELIVERY_CONTRACTS.get(d.status)
     if contract is not None:
         await stager.stage(session, contract, key=d.id, payload=delivery_payload(d))
+
+
+def sms_params(msg: templates.Rendered, data: dict) -> dict[str, str]:
+    """The provider template's parameters: the title, and the deadline when the message asks for an answer by one
+    (a seat offer must be accepted before it expires)."""
+    params = {"title": msg.title[:35]}
+    if data.get("offer_expires_at"):
+        params["deadline"] = templates.sh_time(data["offer_expires_at"])
+    return params
+
+
+def count_outcome(channel: str, outcome: str, n: int = 1) -> None:
+    """Count delivery outcomes (sent, delivered, deferred, failed, dead) by channel, for /metrics."""
+    if n:
+        NOTIFY_DELIVERIES.labels("notify", channel, outcome).inc(n)
 
 
 def wake_after_commit(session: AsyncSession) -> None:
@@ -195,11 +211,18 @@ class Dispatcher:
             await insert_ignore(session, InboxMessage.__table__, inbox)
             await insert_ignore(session, DigestEntry.__table__, digests)
             inserted = set(await insert_ignore_returning(session, Delivery.__table__, deliveries))
+            outcomes: list[tuple[str, str]] = []
             for row in deliveries:
                 if row["id"] in inserted:
                     await stage_delivery(session, self.stager, Delivery(**row))
+                    if row["status"] == Status.DEAD.value:
+                        outcomes.append((row["channel"], "dead"))
+                    elif row["next_attempt_at"] > now:
+                        outcomes.append((row["channel"], "deferred"))
             if inserted:
                 wake_after_commit(session)
+        for channel, outcome in outcomes:  # counted once the rows are committed
+            count_outcome(channel, outcome)
         return len(notes)
 
     def _plan_one(self, n: Notification, who: Recipients, subs, overrides, now: datetime,
@@ -232,7 +255,7 @@ class Dispatcher:
             if Channel.SMS in chans and phone:
                 code = self.s.sms_template_codes.get(cat.name, "")
                 payload = {"sign_name": self.s.sms_sign_name, "template_code": code,
-                           "params": {"title": msg.title[:35]}}
+                           "params": sms_params(msg, n.context.get("data") or {})}
                 deliveries.append(self._delivery_row(n, r, Channel.SMS, phone, cat, profile, msg, payload, now))
         for sub in subs:
             if matches(sub.events, n.event_name):
@@ -244,13 +267,16 @@ class Dispatcher:
                       profile, msg: templates.Rendered, payload: dict, now: datetime, *,
                       event_id: str | None = None) -> dict[str, Any]:
         due = not_before(self.s, cat, channel, profile, now)
-        reason = None
-        if due > now:
+        status, reason = Status.QUEUED, None
+        undeliverable = address_problem(channel, address)
+        if undeliverable:  # no attempt can ever succeed: dead at once, saying why, instead of retried to death
+            status, reason, due = Status.DEAD, f"undeliverable address: {undeliverable}", now
+        elif due > now:
             reason = f"held by quiet hours until {due.astimezone(SHANGHAI):%Y-%m-%d %H:%M} Asia/Shanghai"
         return {
             "id": new_id(), "notification_id": n.id if n else None, "event_id": event_id or n.event_id,
-            "recipient": recipient, "channel": channel.value, "category": cat.name, "address": address,
-            "subject": msg.title, "body": msg.body, "payload": payload, "status": Status.QUEUED.value,
+            "recipient": recipient, "channel": channel.value, "category": cat.name, "address": address[:500],
+            "subject": msg.title, "body": msg.body, "payload": payload, "status": status.value,
             "reason": reason, "attempts": 0, "replays": 0, "provider_id": None, "next_attempt_at": due,
             "claimed_at": None, "claimed_by": None, "created_at": now, "updated_at": now, "version": 1,
         }
@@ -261,7 +287,7 @@ class Dispatcher:
         """Send each recipient one email with their low-priority items once the oldest has waited a full window."""
         now = self.clock.now()
         cutoff = now - timedelta(seconds=self.s.digest_window_seconds)
-        made = 0
+        made = dead = 0
         async with self.sessions() as session, session.begin():
             due = (await session.execute(
                 select(DigestEntry.recipient).where(DigestEntry.digest_delivery_id.is_(None))
@@ -292,6 +318,9 @@ class Dispatcher:
                     e.digest_delivery_id = got
                 await stage_delivery(session, self.stager, Delivery(**row))
                 made += 1
+                if row["status"] == Status.DEAD.value:
+                    dead += 1
+        count_outcome(Channel.EMAIL.value, "dead", dead)
         return made
 
     # --- sending --------------------------------------------------------------------------------------------------
@@ -312,6 +341,8 @@ class Dispatcher:
                 d.version += 1
                 d.updated_at = self.clock.now()
                 await stage_delivery(session, self.stager, d)
+        for d in rows:
+            count_outcome(d.channel, "dead")
         return len(rows)
 
     async def send_due(self) -> int:
@@ -361,6 +392,7 @@ class Dispatcher:
 
     async def _record(self, results: list[tuple[Delivery, Outcome]]) -> None:
         now = self.clock.now()
+        counted: list[tuple[str, str, float]] = []
         async with self.sessions() as session, session.begin():
             rows = {d.id: d for d in (await session.execute(
                 select(Delivery).where(Delivery.id.in_([d.id for d, _ in results])))).scalars()}
@@ -384,7 +416,11 @@ class Dispatcher:
                     d.reason = f"gave up after {d.attempts} attempts; last: {outcome.reason}"
                 elif status is Status.DEAD:
                     d.reason = f"permanent failure: {outcome.reason}"
+                counted.append((d.channel, status.value, (now - claimed.next_attempt_at).total_seconds()))
                 d.version += 1
                 d.updated_at = now
                 await stage_delivery(session, self.stager, d)
+        for channel, outcome, waited in counted:  # counted once the outcomes are committed
+            count_outcome(channel, outcome)
+            NOTIFY_DELIVERY_LATENCY.labels("notify", channel).observe(max(0.0, waited))
 

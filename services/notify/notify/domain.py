@@ -88,10 +88,19 @@ CATEGORIES: dict[str, Category] = {c.name: c for c in [
 
 @dataclass(frozen=True)
 class Rule:
-    """Which category (and template) an event type produces; recipients are resolved by the handler."""
+    """Which category (and template) an event type produces; recipients are resolved by the handler.
+
+    `by_status` overrides the category for some values of the event's `data.status`: one event type may carry
+    news of different weight (a certification review that passed is progress; one that was rejected is not)."""
 
     event: str
     category: str
+    by_status: tuple[tuple[str, str], ...] = ()
+
+    def category_for(self, data: Mapping | None) -> str:
+        """The category of this event given its data."""
+        status = (data or {}).get("status")
+        return next((cat for s, cat in self.by_status if s == status), self.category)
 
 
 def _rules(category: str, *events: str) -> list[Rule]:
@@ -106,8 +115,9 @@ RULES: dict[str, Rule] = {r.event: r for r in [
     *_rules("match", "matching.match.proposed", "matching.match.accepted", "matching.match.declined",
             "matching.match.expired", "matching.match.agreed", "matching.match.cancelled"),
     *_rules("progress", "matching.match.started", "matching.match.completed",
-            "registry.certification.applied", "registry.certification.reviewed",
-            "registry.certification.objection_raised", "registry.certification.evaluated"),
+            "registry.certification.applied", "registry.certification.objection_raised",
+            "registry.certification.evaluated"),
+    Rule("registry.certification.reviewed", "progress", by_status=(("rejected", "certification"),)),
     *_rules("certification", "registry.certification.announced", "registry.certification.certified",
             "registry.certification.rectification_required", "registry.certification.withdrawn",
             "registry.certification.revoked"),
@@ -250,6 +260,11 @@ def verify(secret: str, *, timestamp: str, body: bytes, signature: str, now: int
 def matches(patterns: Iterable[str], event_name: str) -> bool:
     """Whether a subscription's patterns (contract names, '*' wildcards) select an event name."""
     return any(fnmatchcase(event_name, p) for p in patterns)
+
+
+def unknown_event_patterns(patterns: Iterable[str]) -> list[str]:
+    """The webhook patterns that select no event notify acts on (a misspelt name would never fire)."""
+    return [p for p in patterns if not any(fnmatchcase(name, p) for name in RULES)]
 
 
 def webhook_retryable(status_code: int) -> bool:

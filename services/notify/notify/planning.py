@@ -196,7 +196,7 @@ def plan_queued(session: Session, batch: PendingBatch) -> None:
     notes: list[dict[str, Any]] = []
     for p in batch.items:
         ev = p.event
-        cat = category_of(RULES[p.name].category)
+        cat = category_of(RULES[p.name].category_for(p.context.get("data")))
         nid = new_id()
         rendered: dict[str, templates.Rendered] = {}
         to_send: list[str] = []

@@ -14,16 +14,19 @@ from common.db import utcnow
 from common.errors import Forbidden, InvalidTransition, NotFound, Unprocessable
 from common.outbox import EventStager
 from notify import templates
+from notify.channels import webhook_target_problem
 from notify.contracts import OFFICE_INBOX, PUBLIC_CERTIFICATION_FEED, institution_inbox
-from notify.dispatch import stage_delivery, wake_after_commit
+from notify.dispatch import count_outcome, stage_delivery, wake_after_commit
 from notify.domain import (
     CATEGORIES,
     PREFERENCE_CHANNELS,
     REPLAYABLE,
+    RULES,
     PreferenceRefused,
     Status,
     channel_enabled,
     check_preference,
+    unknown_event_patterns,
 )
 from notify.models import Delivery, InboxMessage, Preference, RecipientProfile, TemplateOverride, WebhookSubscription
 from notify.schemas import EffectivePreference, ProfileUpdate, WebhookCreate
@@ -194,8 +197,21 @@ async def put_profile(*, session: AsyncSession, recipient: str, data: ProfileUpd
 # --- webhooks --------------------------------------------------------------------------------------------------------
 
 
-async def create_webhook(*, session: AsyncSession, data: WebhookCreate, actor: Principal) -> WebhookSubscription:
-    """Subscribe a system to signed events; returns the subscription with its secret (shown this once)."""
+async def create_webhook(
+    *, session: AsyncSession, data: WebhookCreate, actor: Principal, allow_private: bool = False,
+) -> WebhookSubscription:
+    """Subscribe a system to signed events; returns the subscription with its secret (shown this once).
+
+    Every pattern must select at least one event notify acts on (a misspelt name would never fire), and the URL must
+    be a public endpoint unless `allow_private`."""
+    unknown = unknown_event_patterns(data.events)
+    if unknown:
+        raise Unprocessable(f"no event is named by {', '.join(map(repr, unknown))}; valid event names: "
+                            f"{', '.join(sorted(RULES))} ('*' wildcards allowed)", unknown=unknown,
+                            valid_events=sorted(RULES))
+    refused = await webhook_target_problem(str(data.url), allow_private=allow_private)
+    if refused:
+        raise Unprocessable(f"webhook URL refused: {refused}", url=str(data.url))
     async with session.begin():
         sub = WebhookSubscription(name=data.name, url=str(data.url), events=data.events,
                                   secret=data.secret or secrets.token_urlsafe(32), created_by=actor.sub)
@@ -292,6 +308,7 @@ async def record_sms_receipt(
         d.version += 1
         d.updated_at = utcnow()
         await stage_delivery(session, stager, d)
+    count_outcome(d.channel, d.status)
     return d
 
 

@@ -80,6 +80,7 @@ class CertificationPayload(BaseModel):
     is_certified: bool
     evaluation_result: str | None = None
     action: str | None = None
+    note: str | None = Field(default=None, description="the office's note on this step (a rejection's reason)")
     objection_deadline: datetime | None = None
     version: int
     updated_at: datetime
