@@ -45,7 +45,8 @@ def test_an_email_domain_is_lower_cased_and_the_address_trimmed():
 
 @pytest.mark.parametrize("number, normal", [
     ("138 0000 1234", "13800001234"), ("+86 138-0000-1234", "+8613800001234"), ("021-12345678", "02112345678"),
-    ("１３８００００１２３４", "13800001234"), ("+44 20 7946 0958", "+442079460958"), ("(0571) 8765 4321", "057187654321"),
+    ("１３８００００１２３４", "13800001234"), ("+44 20 7946 0958", "+442079460958"),
+    ("(0571) 8765 4321", "057187654321"),
 ])
 def test_phone_numbers_are_accepted_in_their_usual_spellings(number, normal):
     assert normalize_phone(number) == normal
