@@ -120,12 +120,17 @@ _BUILTIN: dict[str, dict[str, T]] = {
         "en": ("Placement: {{ data.position_title }}",
                "In \"{{ data.round_name }}\" you were placed in \"{{ data.position_title }}\"."),
     },
+    # Reasons are shown in the reader's language: each code comes with its Chinese and English wording (the English
+    # `reason` summary of older events is shown to English readers only).
     "matching.placement.unplaced": {
         "zh-CN": ("实习岗位分配结果：未分配",
                   "在“{{ data.round_name }}”中，您暂未被分配岗位。"
-                  "{% if data.reason %}原因：{{ data.reason }}{% endif %}"),
+                  "{% if data.reasons %}原因：{% for r in data.reasons %}{{ r.detail_zh }}"
+                  "{% if not loop.last %}；{% endif %}{% endfor %}。{% endif %}"),
         "en": ("Placement: not placed",
-               "In \"{{ data.round_name }}\" you were not placed.{% if data.reason %} Reason: {{ data.reason }}"
+               "In \"{{ data.round_name }}\" you were not placed."
+               "{% if data.reasons %} Reason: {% for r in data.reasons %}{{ r.detail_en }}"
+               "{% if not loop.last %}; {% endif %}{% endfor %}.{% elif data.reason %} Reason: {{ data.reason }}"
                "{% endif %}"),
     },
     "registry.institution.registered": {

@@ -309,6 +309,7 @@ async def test_placement_round_places_stably_and_explains_to_the_unplaced(broker
                                   headers=auth("member", sub=unplaced))
         assert mine.status_code == 200 and mine.json()["status"] == "unplaced"
         assert all(x["reason"] in ("full_of_higher_ranked", "seats_reserved") for x in mine.json()["reasons"])
+        assert all(x["detail_zh"] and x["detail"] for x in mine.json()["reasons"]), "worded in both languages"
         other = await svc.http.get(f"/placement-rounds/{rnd['id']}/participants/s2", headers=auth("member", sub="s9"))
         assert other.status_code == 403
         records = await read_topic(broker.bootstrap, "matching.placement.v1",
@@ -317,6 +318,9 @@ async def test_placement_round_places_stably_and_explains_to_the_unplaced(broker
         kinds = sorted(x["type"].removeprefix(PREFIX) for x in mine_records)
         assert kinds.count("matching.placement.assigned") == 3 and kinds.count("matching.placement.unplaced") == 2
         assert kinds.count("matching.placement.round_published") == 1
+        unplaced_event = next(x["data"] for x in mine_records if x["type"].endswith(".unplaced"))
+        assert unplaced_event["reasons"] and all(r["code"] and r["detail_zh"] and r["detail_en"]
+                                                 for r in unplaced_event["reasons"])
 
 
 async def test_projections_work_the_same_on_the_embedded_sqlite_database(broker, tmp_path):

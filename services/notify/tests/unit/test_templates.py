@@ -100,3 +100,17 @@ def test_institution_status_is_worded_in_chinese():
     out = render_for("registry.institution.status_changed", "zh-CN",
                      {"data": {"name_zh": "上海电机学院", "status": "inactive"}}, {})
     assert "暂停" in out.body and "inactive" not in out.body
+
+
+def test_a_placement_reason_is_shown_in_the_readers_language():
+    english = "数控加工实习岗 filled its 1 seats with 1 higher-standing applicants"
+    data = {"round_name": "2026 春季实习分配", "reason": english, "reasons": [
+        {"code": "full_of_higher_ranked", "position_id": "p1", "detail_en": english,
+         "detail_zh": "“数控加工实习岗”的 1 个名额已由 1 位排名更靠前的申请人占满"}]}
+    zh = render_for("matching.placement.unplaced", "zh-CN", {"data": data}, {})
+    assert "原因：“数控加工实习岗”的 1 个名额已由 1 位排名更靠前的申请人占满。" in zh.body
+    assert "filled" not in zh.body and "seats" not in zh.body
+    en = render_for("matching.placement.unplaced", "en", {"data": data}, {})
+    assert "Reason: 数控加工实习岗 filled its 1 seats" in en.body
+    older = render_for("matching.placement.unplaced", "zh-CN", {"data": {**data, "reasons": []}}, {})
+    assert "filled" not in older.body, "an English-only reason is not shown to a Chinese reader"
