@@ -59,7 +59,7 @@ async def my_inbox(
     items, nxt = await service.list_inbox(session=session, principal=principal, state=state, category=category,
                                           limit=limit, cursor=cursor)
     unread = await service.unread_count(session=session, principal=principal)
-    return Inbox(unread=unread, items=[InboxMessagePublic.model_validate(m) for m in items], next_cursor=nxt)
+    return Inbox(unread=unread, items=items, next_cursor=nxt)
 
 
 @inbox.get("/unread-count", response_model=UnreadCount)
@@ -80,8 +80,7 @@ async def mark_message(
     principal: CurrentPrincipal,
 ) -> InboxMessagePublic:
     """Mark one of the caller's messages read, unread, archived or unarchived."""
-    msg = await service.mark_message(session=session, principal=principal, message_id=message_id, action=action)
-    return InboxMessagePublic.model_validate(msg)
+    return await service.mark_message(session=session, principal=principal, message_id=message_id, action=action)
 
 
 @feed.get("/certifications", response_model=list[InboxMessagePublic])

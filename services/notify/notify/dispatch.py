@@ -54,7 +54,15 @@ from notify.models import (
     WebhookSubscription,
     new_id,
 )
-from notify.planning import NEW_NOTIFICATIONS, Recipients, category_of, inbox_row, load_overrides, render_for
+from notify.planning import (
+    NEW_NOTIFICATIONS,
+    Recipients,
+    category_of,
+    inbox_digest_row,
+    inbox_row,
+    load_overrides,
+    render_for,
+)
 from notify.sql import insert_ignore, insert_ignore_returning
 
 log = logging.getLogger("notify.dispatch")
@@ -238,7 +246,9 @@ class Dispatcher:
         for r in n.recipients:  # the consumer wrote most inbox rows already; re-planning them is a no-op
             chans = who.channels(cat, r)
             msg = text(who.locale(r))
-            if Channel.INBOX in chans:
+            if Channel.INBOX in chans and who.inbox_digested(cat, r):
+                digests.append(inbox_digest_row(recipient=r, cat=cat, msg=msg, event_id=n.event_id, now=now))
+            elif Channel.INBOX in chans:
                 inbox.append(inbox_row(notification_id=n.id, recipient=r, cat=cat, msg=msg, event_id=n.event_id,
                                        event_type=n.event_type, subject=n.subject, data=n.context.get("data"),
                                        now=now))
@@ -284,21 +294,24 @@ class Dispatcher:
     # --- digests --------------------------------------------------------------------------------------------------
 
     async def flush_digests(self) -> int:
-        """Send each recipient one email with their low-priority items once the oldest has waited a full window."""
+        """Once the oldest of a recipient's waiting items has waited a full window, batch them: low-priority email
+        into one email, platform chatter bound for the inbox into one inbox message."""
         now = self.clock.now()
         cutoff = now - timedelta(seconds=self.s.digest_window_seconds)
         made = dead = 0
         async with self.sessions() as session, session.begin():
             due = (await session.execute(
-                select(DigestEntry.recipient).where(DigestEntry.digest_delivery_id.is_(None))
-                .group_by(DigestEntry.recipient).having(func.min(DigestEntry.created_at) <= cutoff).limit(500)
-            )).scalars().all()
+                select(DigestEntry.recipient, DigestEntry.channel).where(DigestEntry.digest_delivery_id.is_(None))
+                .group_by(DigestEntry.recipient, DigestEntry.channel)
+                .having(func.min(DigestEntry.created_at) <= cutoff).limit(500)
+            )).all()
             if not due:
                 return 0
-            who = await Recipients.load(session, set(due))
+            who = await Recipients.load(session, {r for r, _ in due})
             cat = CATEGORIES["progress"]
-            for r in due:
-                q = (select(DigestEntry).where(DigestEntry.recipient == r, DigestEntry.digest_delivery_id.is_(None))
+            for r, channel in due:
+                q = (select(DigestEntry).where(DigestEntry.recipient == r, DigestEntry.channel == channel,
+                                               DigestEntry.digest_delivery_id.is_(None))
                      .order_by(DigestEntry.created_at, DigestEntry.id))
                 if self._pg(session):
                     q = q.with_for_update(skip_locked=True)
@@ -306,6 +319,10 @@ class Dispatcher:
                 if not entries:
                     continue
                 items = [{"title": e.title, "body": e.body, "category": e.category} for e in entries]
+                if channel == Channel.INBOX.value:
+                    await self._inbox_digest(session, r, entries, items, who.locale(r), now)
+                    made += 1
+                    continue
                 msg = templates.render(templates.DIGEST[who.locale(r)], {"items": items})
                 row = self._delivery_row(None, r, Channel.EMAIL, who.email(r) or "", cat, who.profiles.get(r), msg,
                                          {"items": len(items)}, now, event_id=f"digest:{entries[0].id}")
@@ -322,6 +339,18 @@ class Dispatcher:
                     dead += 1
         count_outcome(Channel.EMAIL.value, "dead", dead)
         return made
+
+    async def _inbox_digest(self, session: AsyncSession, recipient: str, entries: list[DigestEntry],
+                            items: list[dict], locale: str, now: datetime) -> None:
+        """One inbox message listing a window's chatter (each item's event id kept in its data)."""
+        msg = templates.render(templates.INBOX_DIGEST[locale], {"items": items})
+        row = inbox_row(notification_id=None, recipient=recipient, cat=category_of(entries[0].category), msg=msg,
+                        event_id=f"digest:{entries[0].id}", event_type="digest", subject=None,
+                        data={"items": [{"event_id": e.event_id, "title": e.title, "category": e.category,
+                                         "created_at": e.created_at.isoformat()} for e in entries]}, now=now)
+        await insert_ignore(session, InboxMessage.__table__, [row])
+        for e in entries:
+            e.digest_delivery_id = row["id"]
 
     # --- sending --------------------------------------------------------------------------------------------------
 

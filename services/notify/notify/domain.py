@@ -23,6 +23,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     WEBHOOK = "webhook"
+    DIGEST = "digest"  # a preference only: whether a category's inbox items are batched into a periodic digest
 
 
 PREFERENCE_CHANNELS = (Channel.INBOX, Channel.EMAIL, Channel.SMS)
@@ -59,6 +60,7 @@ class Category:
     default_channels: frozenset[Channel]
     label_zh: str
     label_en: str
+    inbox_digest: bool = False  # low-value chatter: inbox items batched into one digest message per window
 
     @property
     def critical(self) -> bool:
@@ -82,7 +84,7 @@ CATEGORIES: dict[str, Category] = {c.name: c for c in [
     Category("placement", Priority.NORMAL, _IE, "实习岗位分配", "Placements"),
     Category("competition", Priority.NORMAL, _IE, "竞赛结果", "Competition results"),
     Category("progress", Priority.LOW, _IE, "进展动态", "Progress updates"),
-    Category("registry", Priority.LOW, frozenset({Channel.INBOX}), "机构登记", "Registry"),
+    Category("registry", Priority.LOW, frozenset({Channel.INBOX}), "机构登记", "Registry", inbox_digest=True),
 ]}
 
 
@@ -147,8 +149,11 @@ def check_preference(category: str, channel: str, enabled: bool) -> None:
     """Refuse preferences that name unknown things or would mute a critical category on one of its channels."""
     if category != ALL_CATEGORIES and category not in CATEGORIES:
         raise PreferenceRefused(f"unknown category {category!r}; known: {', '.join(sorted(CATEGORIES))} or '*'")
+    if channel == Channel.DIGEST:
+        return  # batching or not is always the recipient's choice
     if channel not in {c.value for c in PREFERENCE_CHANNELS}:
-        raise PreferenceRefused(f"unknown channel {channel!r}; preferences apply to inbox, email and sms")
+        raise PreferenceRefused(f"unknown channel {channel!r}; preferences apply to inbox, email and sms (and "
+                                "'digest': whether a category's inbox items are batched)")
     if not enabled and category != ALL_CATEGORIES:
         cat = CATEGORIES[category]
         if cat.critical and Channel(channel) in cat.default_channels:
@@ -168,6 +173,19 @@ def channel_enabled(category: Category, channel: Channel, prefs: Mapping[tuple[s
     if category.critical and channel in category.default_channels and not enabled:
         return True, "critical"
     return enabled, source
+
+
+def inbox_digested(category: Category, prefs: Mapping[tuple[str, str], bool]) -> tuple[bool, str]:
+    """Whether a recipient's inbox items of this category are batched into a digest, and which layer decided it:
+    the category's default (platform chatter is), the recipient's choice for all categories, or for this one."""
+    batched, source = category.inbox_digest, "default"
+    if (ALL_CATEGORIES, Channel.DIGEST.value) in prefs:
+        batched, source = prefs[(ALL_CATEGORIES, Channel.DIGEST.value)], "recipient"
+    if (category.name, Channel.DIGEST.value) in prefs:
+        batched, source = prefs[(category.name, Channel.DIGEST.value)], "category"
+    if category.critical:
+        return False, "critical"
+    return batched, source
 
 
 def channels_for(category: Category, prefs: Mapping[tuple[str, str], bool]) -> set[Channel]:

@@ -244,6 +244,11 @@ DIGEST: dict[str, T] = {
            "{% for i in items %}- {{ i.title }}\n  {{ i.body }}\n{% endfor %}"),
 }
 
+INBOX_DIGEST: dict[str, T] = {
+    "zh-CN": ("平台动态汇总（{{ items | length }} 条）", "{% for i in items %}· {{ i.title }}\n{% endfor %}"),
+    "en": ("Platform digest of {{ items | length }} updates", "{% for i in items %}- {{ i.title }}\n{% endfor %}"),
+}
+
 SAMPLES: dict[str, dict[str, Any]] = {
     "events": {"activity_title": "2026 集成电路产教融合专场招聘会", "title_zh": "2026 集成电路产教融合专场招聘会",
                "starts_at": "2026-05-20T06:00:00+00:00", "queue_position": 3,
