@@ -25,9 +25,10 @@ LocalTime = Annotated[datetime, AfterValidator(_shanghai)]
 
 
 class Page(BaseModel, Generic[T]):
-    """A list of results."""
+    """A page of results and the cursor of the next one (None on the last page)."""
 
     items: list[T]
+    next_cursor: str | None = None
 
 
 class ActivityCreate(BaseModel):
