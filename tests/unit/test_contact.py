@@ -6,6 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from common.contact import email_problem, mobile_problem, normalize_email, normalize_phone, phone_problem
+from events.schemas import RegistrationCreate
+from matching.schemas import OpportunityBase
 from notify.schemas import ProfileUpdate
 from registry.schemas import InstitutionCreate, InstitutionUpdate, MentorCreate, MentorUpdate
 
@@ -72,6 +74,8 @@ def test_a_landline_cannot_receive_sms():
     (MentorCreate, {"institution_id": "i", "title": "industry_mentor", "name": "王工"}),
     (MentorUpdate, {}),
     (ProfileUpdate, {}),
+    (OpportunityBase, {"title_zh": "芯片测试岗位"}),
+    (RegistrationCreate, {}),
 ])
 def test_every_schema_where_addresses_enter_uses_the_validator(model, fields):
     email_field = next(f for f in ("contact_email", "email") if f in model.model_fields)

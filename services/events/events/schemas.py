@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from common.contact import EmailAddress, PhoneNumber
 from events.domain import ActivityKind, ActivityStatus, Audience, ParticipantKind
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -142,8 +143,8 @@ class RegistrationCreate(BaseModel):
     participant_kind: ParticipantKind = ParticipantKind.INDIVIDUAL
     institution_id: str | None = Field(default=None, max_length=36)
     display_name: str | None = Field(default=None, max_length=200)
-    contact_phone: str | None = Field(default=None, max_length=40)
-    contact_email: str | None = Field(default=None, max_length=200)
+    contact_phone: PhoneNumber | None = Field(default=None, max_length=40)
+    contact_email: EmailAddress | None = Field(default=None, max_length=200)
     public_consent: bool = Field(default=False, description="appear on the public participant list")
 
     @model_validator(mode="after")
