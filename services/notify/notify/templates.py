@@ -32,10 +32,17 @@ def sh_time(value: Any) -> str:
     return str(value)
 
 
+# Codes the registry sends, worded for Chinese readers (an unknown code is shown as it is); filled further down.
+KIND_ZH: dict[str, str] = {}
+DISTRICT_ZH: dict[str, str] = {}
+
+
 def _environment(*, strict: bool = False) -> SandboxedEnvironment:
     env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined if strict else Undefined,
                                trim_blocks=True, lstrip_blocks=True)
     env.filters["sh_time"] = sh_time
+    env.globals["kind_zh"] = KIND_ZH
+    env.globals["district_zh"] = DISTRICT_ZH
     return env
 
 
@@ -231,6 +238,19 @@ _CERT: dict[str, tuple[T, T]] = {
 }
 for _status, (_zh, _en) in _CERT.items():
     _BUILTIN[f"registry.certification.{_status}"] = {"zh-CN": _zh, "en": _en}
+
+KIND_ZH.update({"university": "本科高校", "vocational_secondary": "中职学校", "vocational_higher": "高职院校",
+           "vocational_bachelor": "职业本科", "technician_college": "技工院校", "enterprise": "企业",
+           "industry_association": "行业协会", "research_institute": "科研院所"})
+DISTRICT_ZH.update({"huangpu": "黄浦区", "xuhui": "徐汇区", "changning": "长宁区", "jingan": "静安区",
+                    "putuo": "普陀区",
+               "hongkou": "虹口区", "yangpu": "杨浦区", "minhang": "闵行区", "baoshan": "宝山区", "jiading": "嘉定区",
+               "pudong": "浦东新区", "jinshan": "金山区", "songjiang": "松江区", "qingpu": "青浦区",
+               "fengxian": "奉贤区", "chongming": "崇明区", "lingang": "临港新片区"})
+_BUILTIN["registry.institution.registered"]["zh-CN"] = (
+    "新机构入驻：{{ data.name_zh }}",
+    "{{ data.name_zh }}（{{ kind_zh.get(data.kind, data.kind) }}，{{ district_zh.get(data.district, data.district) }}）"
+    "已登记到平台。")
 
 _INSTITUTION_STATUS_ZH = ("{{ {'active': '正常', 'inactive': '暂停', 'withdrawn': '已退出'}"
                           ".get(data.status, data.status) }}")

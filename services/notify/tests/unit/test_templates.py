@@ -114,3 +114,9 @@ def test_a_placement_reason_is_shown_in_the_readers_language():
     assert "Reason: 数控加工实习岗 filled its 1 seats" in en.body
     older = render_for("matching.placement.unplaced", "zh-CN", {"data": {**data, "reasons": []}}, {})
     assert "filled" not in older.body, "an English-only reason is not shown to a Chinese reader"
+
+
+def test_a_new_institution_is_worded_in_chinese_for_chinese_readers():
+    data = {"data": {"name_zh": "上海临港智造有限公司", "kind": "enterprise", "district": "lingang"}}
+    zh = render_for("registry.institution.registered", "zh-CN", data, {})
+    assert zh.body == "上海临港智造有限公司（企业，临港新片区）已登记到平台。"
