@@ -148,3 +148,22 @@ async def test_head_is_served_for_get_without_a_body(client):
     assert r.status_code == 404 and r.content == b""
     r = await client.head("/things")
     assert r.status_code == 405 and "HEAD" not in r.headers["allow"]
+
+
+def test_every_422_the_services_send_fits_the_documented_schema():
+    """A business rule's 422 (no `errors`) and a validation 422 (with them) both fit ValidationProblem."""
+    import jsonschema
+
+    from common.errors import FIELD_ERROR_SCHEMA, PROBLEM_SCHEMA, VALIDATION_PROBLEM_SCHEMA
+
+    schemas = {"Problem": PROBLEM_SCHEMA, "FieldError": FIELD_ERROR_SCHEMA,
+               "ValidationProblem": VALIDATION_PROBLEM_SCHEMA}
+    document = {"components": {"schemas": schemas}, "$ref": "#/components/schemas/ValidationProblem"}
+    rule = {"type": "https://platform.cjrh.sh.cn/problems/unprocessable", "title": "Unprocessable content",
+            "status": 422, "detail": "cursor is not one this API issued", "instance": "/institutions"}
+    validation = {**rule, "type": "https://platform.cjrh.sh.cn/problems/validation-error",
+                  "errors": [{"field": "query.limit", "message": "too big", "type": "less_than_equal"}]}
+    for body in (rule, validation):
+        jsonschema.validate(body, document)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**validation, "errors": [{"field": 1}]}, document)

@@ -194,10 +194,11 @@ FIELD_ERROR_SCHEMA: dict[str, Any] = {
 }
 VALIDATION_PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "ValidationProblem",
-    "description": "A 422 problem naming every field that failed validation.",
+    "description": "A 422 problem: `errors` names every field that failed validation (type validation-error); a "
+                   "business rule's refusal (type unprocessable) has none.",
     "allOf": [
         {"$ref": "#/components/schemas/Problem"},
-        {"type": "object", "required": ["errors"],
+        {"type": "object",
          "properties": {"errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}}}},
     ],
 }
