@@ -90,8 +90,15 @@ async def seed(http: httpx.AsyncClient, urls: dict[str, str], rng: random.Random
     all_ids = {i["id"] for i in unis + ents}
 
     async def matching_has_all() -> bool:
-        r = await http.get(f"{mat}/institutions")
-        return r.status_code == 200 and all_ids <= {i["id"] for i in r.json()}
+        known, cursor = set(), None
+        while True:  # every page of matching's institutions
+            r = await http.get(f"{mat}/institutions", params={"limit": 200, **({"cursor": cursor} if cursor else {})})
+            if r.status_code != 200:
+                return False
+            known |= {i["id"] for i in r.json()["items"]}
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                return all_ids <= known
 
     await _wait(matching_has_all, what="matching's projection of the seed institutions")
 

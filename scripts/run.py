@@ -39,6 +39,10 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> bool:
     return False
 
 
+DEV_PORTAL_ORIGINS = ",".join(f"http://{host}:{port}" for port in (3000, 5173, 8080) for host in ("localhost",
+                                                                                                   "127.0.0.1"))
+
+
 def main() -> None:
     """Start the broker and services, report where they listen, and supervise until interrupted."""
     os.chdir(ROOT)
@@ -58,6 +62,7 @@ def main() -> None:
         started_broker = True
     env.setdefault("LOG_JSON", "false")
     env.setdefault("DEV_MODE", "true")  # the public development secret and `make token`'s tokens are accepted
+    env.setdefault("CORS_ORIGINS", DEV_PORTAL_ORIGINS)  # a portal under development on its own port may call the APIs
     procs: list[tuple[str, int, subprocess.Popen]] = []
     (ROOT / ".local" / "logs").mkdir(parents=True, exist_ok=True)
     creds = json.loads((ROOT / ".local/kafka/security/credentials.json").read_text()) if started_broker else None

@@ -151,6 +151,20 @@ def service_dashboard(svc: str) -> dict:
         (f"sum by (consumer, topic) (increase(events_failed_total{{{s}}}[{RATE}]))", "failed {{consumer}} {{topic}}"),
         (f"sum by (consumer, topic) (increase(events_dead_lettered_total{{{s}}}[{RATE}]))",
          "DLQ {{consumer}} {{topic}}")], "short"), w=8)
+    if svc == "notify":
+        lay.row("Deliveries (email, SMS, webhooks)")
+        lay.add(timeseries("Delivery outcomes by channel", [
+            (f"sum by (channel, outcome) (rate(notify_deliveries_total{{{s}}}[{RATE}]))", "{{channel}} {{outcome}}")],
+            "ops", description="sent / delivered; deferred by quiet hours; failed (to be retried); dead (given up)"),
+            w=8)
+        lay.add(timeseries("Dead deliveries by channel", [
+            (f'sum by (channel) (increase(notify_deliveries_total{{{s},outcome="dead"}}[{RATE}]))', "{{channel}}")],
+            "short", description="deliveries given up on: a refused address, a relay answering 5xx, retries spent"),
+            w=8)
+        lay.add(timeseries("Delivery latency by channel (p50, p95)", [
+            (f"histogram_quantile({q}, sum by (le, channel) (rate(notify_delivery_latency_seconds_bucket{{{s}}}"
+             f"[{RATE}])))", f"p{int(q * 100)} {{{{channel}}}}") for q in (0.5, 0.95)], "s",
+            description="from a delivery falling due to the outcome of its send"), w=8)
     return dashboard(f"cjrh-{svc}", f"CJRH / {svc}", lay, [svc],
                      f"The {svc} service: HTTP traffic, errors, latency percentiles, its outbox and its consumers.")
 

@@ -96,3 +96,20 @@ def kustomize_builds() -> dict[str, list[dict]]:
         assert proc.returncode == 0, f"kustomize build of {name} failed: {proc.stderr}"
         out[name] = [d for d in yaml.safe_load_all(proc.stdout) if d]
     return out
+
+
+OPENAPI_TYPESCRIPT_VERSION = "7.13.0"  # the npm package that generates portal frontends' TypeScript API types
+OPENAPI_TYPESCRIPT_DIR = LOCAL / "npm"
+
+
+@pytest.fixture(scope="session")
+def openapi_typescript() -> str:
+    """Path of the `openapi-typescript` command (npm), installed into .local/npm once."""
+    cli = OPENAPI_TYPESCRIPT_DIR / "node_modules" / ".bin" / "openapi-typescript"
+    pkg = OPENAPI_TYPESCRIPT_DIR / "node_modules" / "openapi-typescript" / "package.json"
+    if not cli.exists() or json.loads(pkg.read_text()).get("version") != OPENAPI_TYPESCRIPT_VERSION:
+        npm = _tool("npm")
+        OPENAPI_TYPESCRIPT_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(OPENAPI_TYPESCRIPT_DIR),
+                        f"openapi-typescript@{OPENAPI_TYPESCRIPT_VERSION}"], check=True, capture_output=True)
+    return str(cli)

@@ -56,5 +56,5 @@ async def test_writes_succeed_while_the_broker_is_down_and_their_events_arrive_a
             return True
 
         await wait_until(all_in_matching, timeout=90, what="every event written during the outage")
-        rows = (await mat.http.get("/institutions", params={"district": "pudong"})).json()
+        rows = (await mat.http.get("/institutions", params={"district": "pudong"})).json()["items"]
         assert sorted(r["id"] for r in rows if r["id"] in ids) == sorted(ids)

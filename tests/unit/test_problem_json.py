@@ -141,6 +141,8 @@ async def test_a_deadlock_the_database_broke_is_a_409_to_retry_not_a_500(client)
     r = await client.post("/deadlock")
     body = is_problem(r, 409)
     assert "simultaneous change" in body["detail"] and r.headers["Retry-After"] == "1"
+
+
 async def test_a_value_out_of_range_found_in_arithmetic_is_422_not_500():
     app = FastAPI()
     install_problem_handlers(app)
@@ -167,3 +169,51 @@ def test_an_instant_with_no_utc_form_is_a_validation_error(text):
         TypeAdapter(UtcInstant).validate_python(text)
     utc = TypeAdapter(UtcInstant).validate_python("2026-01-01T08:00:00+08:00")
     assert utc.isoformat() == "2026-01-01T00:00:00+00:00"
+
+
+async def _chunks(total: int, size: int = 256):
+    for start in range(0, total, size):
+        yield b"x" * min(size, total - start)
+
+
+async def test_oversized_chunked_bodies_get_413_not_400(client):
+    body = is_problem(await client.post("/things", content=_chunks(5000),
+                                         headers={"content-type": "application/json"}), 413)
+    assert "1000" in body["detail"]
+
+
+async def test_chunked_bodies_within_the_limit_are_read_whole(client):
+    async def small():
+        yield b'{"name":'
+        yield b' "ok"}'
+
+    r = await client.post("/things", content=small(), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json() == {"name": "ok"}
+
+
+async def test_head_is_served_for_get_without_a_body(client):
+    r = await client.head("/boom")
+    assert r.status_code == 500 and r.content == b""
+    r = await client.head("/nowhere")
+    assert r.status_code == 404 and r.content == b""
+    r = await client.head("/things")
+    assert r.status_code == 405 and "HEAD" not in r.headers["allow"]
+
+
+def test_every_422_the_services_send_fits_the_documented_schema():
+    """A business rule's 422 (no `errors`) and a validation 422 (with them) both fit ValidationProblem."""
+    import jsonschema
+
+    from common.errors import FIELD_ERROR_SCHEMA, PROBLEM_SCHEMA, VALIDATION_PROBLEM_SCHEMA
+
+    schemas = {"Problem": PROBLEM_SCHEMA, "FieldError": FIELD_ERROR_SCHEMA,
+               "ValidationProblem": VALIDATION_PROBLEM_SCHEMA}
+    document = {"components": {"schemas": schemas}, "$ref": "#/components/schemas/ValidationProblem"}
+    rule = {"type": "https://platform.cjrh.sh.cn/problems/unprocessable", "title": "Unprocessable content",
+            "status": 422, "detail": "cursor is not one this API issued", "instance": "/institutions"}
+    validation = {**rule, "type": "https://platform.cjrh.sh.cn/problems/validation-error",
+                  "errors": [{"field": "query.limit", "message": "too big", "type": "less_than_equal"}]}
+    for body in (rule, validation):
+        jsonschema.validate(body, document)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**validation, "errors": [{"field": 1}]}, document)

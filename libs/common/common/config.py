@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.kafka import KafkaSecurity
 
@@ -90,6 +93,19 @@ class ServiceSettings(BaseSettings):
     # Requests whose bearer token fails verification, per client address and process; 0 turns it off.
     failed_auth_per_second: float = _shared("FAILED_AUTH_PER_SECOND", 5.0)
     failed_auth_burst: int = _shared("FAILED_AUTH_BURST", 50)
+
+    # Browser origins allowed to call the APIs (CORS): none by default, so production answers no cross-origin call
+    # unless told; `make run` and deploy/compose.yaml allow the portal's development origins. Comma-separated or JSON.
+    cors_origins: Annotated[list[str], NoDecode] = _shared("CORS_ORIGINS", [])
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value):
+        """Accept `a,b`, a JSON list or a list; an origin has no trailing slash, as browsers send it."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        return [str(v).strip().rstrip("/") for v in value if str(v).strip()]
 
     @model_validator(mode="after")
     def _refuse_development_trust_outside_development(self):

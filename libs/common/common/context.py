@@ -4,3 +4,6 @@ from contextvars import ContextVar
 
 correlation_id_var: ContextVar[str] = ContextVar("correlation_id", default="")
 event_id_var: ContextVar[str] = ContextVar("event_id", default="")
+
+# Set in the ASGI scope of a HEAD request, which the app serves as the GET of the same path without a body.
+HEAD_REQUEST = "cjrh.head"

@@ -40,3 +40,12 @@ CONSUMER_STALLED = Gauge(
     "1 when the consumer made no progress for longer than its stall limit while records wait (as /readyz says)",
     ["service", "consumer"],
 )
+# notify's deliveries (email, SMS, webhooks): what happened to each attempt, and how long a due delivery waited for its
+# outcome. outcome: sent, delivered, deferred (held by quiet hours when planned), failed (to be retried), dead.
+NOTIFY_DELIVERIES = Counter(
+    "notify_deliveries_total", "Delivery outcomes by channel", ["service", "channel", "outcome"],
+)
+NOTIFY_DELIVERY_LATENCY = Histogram(
+    "notify_delivery_latency_seconds", "From a delivery falling due to its send's outcome (queueing plus the send)",
+    ["service", "channel"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common import tracing
 from common.auth import VERIFIED, TokenVerifier
-from common.context import correlation_id_var, event_id_var
+from common.context import HEAD_REQUEST, correlation_id_var, event_id_var
 from common.errors import DomainError, problem
 from common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -142,6 +142,11 @@ class HttpMiddleware:
         headers = dict(scope.get("headers") or [])
         cid = (headers.get(b"x-correlation-id") or b"").decode("latin-1")[:100] or uuid.uuid4().hex
         scope[CLOSERS] = []
+        method = scope.get("method", "")
+        head = method == "HEAD"
+        if head:  # HEAD is GET without the body (RFC 9110 9.3.2), for every GET route
+            scope["method"] = "GET"
+            scope[HEAD_REQUEST] = True
         token = correlation_id_var.set(cid)
         status = {"code": 500}
         start = time.perf_counter()
@@ -151,47 +156,63 @@ class HttpMiddleware:
             resp = problem(413, f"request body is {int(declared)} bytes; the limit is {self.max_body_bytes}",
                            slug="payload-too-large", title="Payload too large")
             await resp(scope, receive, send)
-            self._observe(scope, 413, start)
+            self._observe(scope, method, 413, start)
             correlation_id_var.reset(token)
             return
 
         refusal = self._admit(scope, headers)
         if refusal is not None:
             await refusal(scope, receive, send)
-            self._observe(scope, refusal.status_code, start)
+            self._observe(scope, method, refusal.status_code, start)
             correlation_id_var.reset(token)
             return
 
         received = 0
         limit = self.max_body_bytes
+        overflowed = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Counts what arrives, so a body without Content-Length (Transfer-Encoding: chunked) meets the same limit.
+            nonlocal received, overflowed
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > limit:
+                    overflowed = True
                     raise _TooLarge()
             return msg
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if overflowed and not started:
+                # The app may have caught the overflow as an unreadable body (FastAPI answers 400 "error parsing the
+                # body"); whatever it answers is replaced by the 413 below.
+                return
             if message["type"] == "http.response.start":
+                started = True
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + [(b"x-correlation-id", cid.encode("latin-1"))]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
         except _TooLarge:
-            resp = problem(413, f"request body exceeds the limit of {limit} bytes", slug="payload-too-large",
-                           title="Payload too large")
-            status["code"] = 413
-            await resp(scope, receive, send)
+            pass
         finally:
-            await _close_all(scope[CLOSERS])
-            self._observe(scope, status["code"], start)
-            correlation_id_var.reset(token)
+            try:
+                if overflowed and not started:
+                    resp = problem(413, f"request body exceeds the limit of {limit} bytes", slug="payload-too-large",
+                                   title="Payload too large", headers={"Connection": "close"})
+                    status["code"] = 413
+                    await resp(scope, receive, send)
+            finally:
+                await _close_all(scope[CLOSERS])
+                self._observe(scope, method, status["code"], start)
+                correlation_id_var.reset(token)
 
     def _admit(self, scope: Scope, headers: dict[bytes, bytes]):
         """A refusal (401 or 429) when the request may not proceed, else None. A bearer token is verified here, before
@@ -220,10 +241,10 @@ class HttpMiddleware:
                 return _too_many(wait, "writes from this caller")
         return None
 
-    def _observe(self, scope: Scope, code: int, start: float) -> None:
+    def _observe(self, scope: Scope, method: str, code: int, start: float) -> None:
         route = scope.get("route")
         path = getattr(route, "path", None) or ("unmatched" if code == 404 else "other")
-        key = (scope.get("method", ""), path, code)  # routes x methods x status codes: a small, bounded set
+        key = (method, path, code)  # routes x methods x status codes: a small, bounded set
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = (HTTP_REQUESTS.labels(self.service, key[0], path, str(code)),

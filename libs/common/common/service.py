@@ -21,13 +21,14 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Table, delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.middleware.cors import CORSMiddleware
 
 from common import tracing
 from common.auth import TokenVerifier, security_of
 from common.config import ServiceSettings
 from common.consumer import EventConsumer, Subscription
 from common.db import create_engine, session_factory, utcnow
-from common.errors import install_problem_handlers, problem
+from common.errors import install_problem_handlers, install_problem_openapi, problem
 from common.events import dead_letter_topic
 from common.kafka import KafkaSecurity
 from common.limits import MAX_RECORD_BYTES
@@ -274,6 +275,25 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CORS_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Correlation-Id",
+                        "Accept-Language"]
+CORS_RESPONSE_HEADERS = ["ETag", "Location", "Link", "Retry-After", "X-Correlation-Id", "Content-Disposition"]
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, refusing a preflight with problem+json (403 naming what is not allowed)."""
+
+    def preflight_response(self, request_headers) -> Response:
+        """Answer a preflight; a refusal is a problem, as every other error is."""
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode("utf-8", "replace").removeprefix("Disallowed CORS ")
+        origin = request_headers.get("origin", "")
+        return problem(403, f"cross-origin request from {origin} refused: {refused} not allowed "
+                       "(the service's CORS_ORIGINS setting lists the allowed origins)", slug="cors-refused",
+                       title="Cross-origin request refused")
 
 
 async def get_session(request: Request) -> AsyncSession:
@@ -340,7 +360,12 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         write_rate_per_second=s.write_rate_per_second, write_burst=s.write_burst, verifier=app.state.verifier,
         failed_auth_per_second=s.failed_auth_per_second, failed_auth_burst=s.failed_auth_burst,
     )
-    if tracing.enabled:  # outermost, so the request's span covers everything; absent (no cost at all) when off
+    # Outside the edge middleware, so that every answer a browser may read (413 and 429 included) carries CORS headers.
+    app.add_middleware(
+        ProblemCORSMiddleware, allow_origins=s.cors_origins, allow_methods=sorted(CORS_METHODS),
+        allow_headers=CORS_REQUEST_HEADERS, expose_headers=CORS_RESPONSE_HEADERS, max_age=600,
+    )
+    if tracing.enabled:  # outermost (added last), so the span covers everything; absent (no cost at all) when off
         app.add_middleware(tracing.TracingMiddleware, service=s.service_name)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
@@ -370,8 +395,40 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
 
     for router in spec.routers:
         app.include_router(router)
+
+    @app.options("/{path:path}", include_in_schema=False)
+    async def options(request: Request) -> Response:
+        """The methods a path allows (RFC 9110 9.3.7); CORS preflights are answered before this, by the middleware."""
+        allowed = allowed_methods(app, request.url.path)
+        if not allowed:
+            return problem(404, f"no resource at {request.url.path}", instance=request.url.path)
+        return Response(status_code=204, headers={"Allow": ", ".join(sorted(allowed | {"OPTIONS"}))})
+
     document_security(app)
+    install_problem_openapi(app, package=type(s).__module__.split(".")[0])
     return app
+
+
+def _all_routes(routes):
+    """Every route with a path, including those of included routers."""
+    for route in routes:
+        if hasattr(route, "original_router"):
+            yield from _all_routes(route.original_router.routes)
+        elif getattr(route, "path_regex", None) is not None:
+            yield route
+
+
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """The methods some route serves at `path` (HEAD wherever GET is served; OPTIONS not counted)."""
+    methods: set[str] = set()
+    for route in _all_routes(app.routes):
+        served = set(getattr(route, "methods", None) or ())
+        if served == {"OPTIONS"} or not route.path_regex.match(path):
+            continue
+        methods |= served
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods
 
 
 def _api_routes(routes):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, require_roles
 from common.errors import Unprocessable
+from common.paging import Cursor
 from common.service import Runtime, SessionDep
 from events import ical, service
 from events.clock import Clock
@@ -111,11 +114,12 @@ async def create_activity(body: ActivityCreate, session: SessionDep, runtime: Ru
 async def list_activities(
     session: SessionDep, viewer: OptionalPrincipal, status_: Annotated[str | None, Query(alias="status")] = None,
     kind: str | None = None, organiser_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Cursor = None,
 ):
-    """Activities by start time (drafts only for their organisers)."""
-    acts = await service.list_activities(session=session, viewer=viewer, status=status_, kind=kind,
-                                         organiser_id=organiser_id, limit=limit)
-    return Page[ActivityPublic](items=[await present_activity(session, a, viewer) for a in acts])
+    """Activities by start time in cursor pages (drafts only for their organisers)."""
+    acts, nxt = await service.list_activities(session=session, viewer=viewer, status=status_, kind=kind,
+                                              organiser_id=organiser_id, limit=limit, cursor=cursor)
+    return Page[ActivityPublic](items=[await present_activity(session, a, viewer) for a in acts], next_cursor=nxt)
 
 
 @router.get("/activities/{activity_id}", response_model=ActivityPublic)
@@ -154,12 +158,27 @@ async def change_activity_capacity(activity_id: str, body: CapacityChange, sessi
 
 
 @router.get("/calendar.ics", tags=["calendar"])
-async def calendar_feed(session: SessionDep, request: Request, clock: ClockDep):
-    """An iCalendar feed of every published activity (cancelled ones marked CANCELLED)."""
-    acts = await service.list_activities(session=session, viewer=None, limit=500)
-    body = ical.to_ics(acts, name="上海产教融合活动 / CJRH activities", base_url=str(request.base_url).rstrip("/"),
-                       stamp=clock.now())
-    return Response(body, media_type="text/calendar; charset=utf-8")
+async def calendar_feed(
+    session: SessionDep, request: Request, clock: ClockDep,
+    past_days: Annotated[int, Query(ge=0, le=3660, description="keep activities that ended this many days ago")] = 90,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500, cursor: Cursor = None,
+):
+    """An iCalendar feed of the published activities, each session its own VEVENT (cancelled ones CANCELLED).
+
+    Bounded for calendar clients, which fetch one URL: activities still running or ended in the last `past_days`
+    (90), by start time, `limit` (500) activities a document; when more follow, a `Link: <...>; rel="next"` header
+    names the next document (the same query with its cursor)."""
+    acts, nxt = await service.list_activities(session=session, viewer=None, limit=limit, cursor=cursor,
+                                              ends_after=clock.now() - timedelta(days=past_days))
+    sessions = await service.sessions_of(session=session, activity_ids=[a.id for a in acts])
+    base = str(request.base_url).rstrip("/")
+    body = ical.to_ics(acts, name="上海产教融合活动 / CJRH activities", base_url=base, stamp=clock.now(),
+                       sessions=sessions)
+    headers = {}
+    if nxt:
+        query = urlencode({"past_days": past_days, "limit": limit, "cursor": nxt})
+        headers["Link"] = f'<{base}/calendar.ics?{query}>; rel="next"'
+    return Response(body, media_type="text/calendar; charset=utf-8", headers=headers)
 
 
 @router.get("/activities/{activity_id}/calendar.ics", tags=["calendar"])
@@ -167,7 +186,9 @@ async def activity_calendar(activity_id: str, session: SessionDep, viewer: Optio
                             clock: ClockDep):
     """One activity as an iCalendar file."""
     act = await service.get_activity(session=session, activity_id=activity_id, viewer=viewer)
-    body = ical.to_ics([act], name=act.title_zh, base_url=str(request.base_url).rstrip("/"), stamp=clock.now())
+    sessions = await service.sessions_of(session=session, activity_ids=[act.id])
+    body = ical.to_ics([act], name=act.title_zh, base_url=str(request.base_url).rstrip("/"), stamp=clock.now(),
+                       sessions=sessions)
     return Response(body, media_type="text/calendar; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{act.id}.ics"'})
 

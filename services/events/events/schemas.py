@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from common.contact import EmailAddress, PhoneNumber
 from common.values import utc_instant
 from events.domain import ActivityKind, ActivityStatus, Audience, ParticipantKind
 
@@ -30,9 +31,10 @@ LocalTime = Annotated[datetime, AfterValidator(_shanghai)]
 
 
 class Page(BaseModel, Generic[T]):
-    """A list of results."""
+    """A page of results and the cursor of the next one (None on the last page)."""
 
     items: list[T]
+    next_cursor: str | None = None
 
 
 class ActivityCreate(BaseModel):
@@ -146,8 +148,8 @@ class RegistrationCreate(BaseModel):
     participant_kind: ParticipantKind = ParticipantKind.INDIVIDUAL
     institution_id: str | None = Field(default=None, max_length=36)
     display_name: str | None = Field(default=None, max_length=200)
-    contact_phone: str | None = Field(default=None, max_length=40)
-    contact_email: str | None = Field(default=None, max_length=200)
+    contact_phone: PhoneNumber | None = Field(default=None, max_length=40)
+    contact_email: EmailAddress | None = Field(default=None, max_length=200)
     public_consent: bool = Field(default=False, description="appear on the public participant list")
 
     @model_validator(mode="after")

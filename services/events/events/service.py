@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import datetime
 from types import SimpleNamespace
 
-from sqlalchemy import and_, bindparam, cast, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, cast, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,6 +17,7 @@ from common.auth import Principal, Role
 from common.db import ON_ITS_OWN, UTCDateTime, utcnow
 from common.errors import Conflict, Forbidden, InvalidTransition, NotFound, PreconditionFailed, Unprocessable
 from common.outbox import EventStager
+from common.paging import decode_cursor, encode_cursor
 from events import contracts as c
 from events import domain
 from events.domain import ActivityStatus, ParticipantKind, RegistrationStatus
@@ -110,10 +111,16 @@ async def create_activity(
 
 async def list_activities(
     *, session: AsyncSession, viewer: Principal | None, status: str | None = None, kind: str | None = None,
-    organiser_id: str | None = None, limit: int = 100,
-) -> list[Activity]:
-    """Activities by start time; drafts only for their managers."""
+    organiser_id: str | None = None, limit: int = 100, cursor: str | None = None, ends_after: datetime | None = None,
+) -> tuple[list[Activity], str | None]:
+    """Activities by start time in cursor pages (and the next page's cursor); drafts only for their managers;
+    `ends_after` leaves out what was over before then."""
     stmt = select(Activity)
+    if cursor:
+        after, id_ = decode_cursor(cursor, datetime, str)
+        stmt = stmt.where(tuple_(Activity.starts_at, Activity.id) > tuple_(after, id_))
+    if ends_after is not None:
+        stmt = stmt.where(Activity.ends_at >= ends_after)
     if status:
         stmt = stmt.where(Activity.status == status)
     if kind:
@@ -126,7 +133,20 @@ async def list_activities(
         managed = or_(Activity.organiser_id == own, cast(Activity.co_organiser_ids, JSONB).contains([own]))
         stmt = stmt.where(or_(Activity.status != ActivityStatus.DRAFT.value, managed)
                           if own else Activity.status != ActivityStatus.DRAFT.value)
-    return list((await session.execute(stmt.order_by(Activity.starts_at, Activity.id).limit(limit))).scalars().all())
+    rows = list((await session.execute(stmt.order_by(Activity.starts_at, Activity.id).limit(limit + 1))).scalars())
+    nxt = encode_cursor(rows[limit - 1].starts_at, rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], nxt
+
+
+async def sessions_of(*, session: AsyncSession, activity_ids: list[str]) -> dict[str, list[ActivitySession]]:
+    """The sessions of these activities, by activity, in start order."""
+    out: dict[str, list[ActivitySession]] = defaultdict(list)
+    if activity_ids:
+        rows = await session.execute(select(ActivitySession).where(ActivitySession.activity_id.in_(activity_ids))
+                                     .order_by(ActivitySession.starts_at, ActivitySession.id))
+        for s in rows.scalars():
+            out[s.activity_id].append(s)
+    return out
 
 
 async def transition_activity(

@@ -7,10 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from common.auth import CurrentPrincipal, OptionalPrincipal, Principal, Role, require_roles
 from common.errors import Forbidden, NotFound
+from common.paging import Cursor, decode_cursor, encode_cursor
 from common.service import RuntimeDep, SessionDep
 from matching import service
 from matching.domain import OpportunityAction, resolve_successor
@@ -59,6 +60,13 @@ class InstitutionViewPublic(BaseModel):
     followed_from: str | None = None
 
 
+class InstitutionPage(BaseModel):
+    """A page of institutions and the cursor of the next one."""
+
+    items: list[InstitutionViewPublic]
+    next_cursor: str | None = None
+
+
 @institutions.get("/{institution_id}", response_model=InstitutionViewPublic)
 async def get_institution(institution_id: str, session: SessionDep) -> dict:
     """Matching's view of one institution; a merged one answers with its successor (`followed_from` set)."""
@@ -72,13 +80,21 @@ async def get_institution(institution_id: str, session: SessionDep) -> dict:
     return out
 
 
-@institutions.get("", response_model=list[InstitutionViewPublic])
-async def list_institutions(session: SessionDep, district: str | None = None) -> list[InstitutionView]:
-    """Matching's view of the institutions, optionally by district."""
-    stmt = select(InstitutionView).order_by(InstitutionView.name_zh, InstitutionView.id).limit(500)
+@institutions.get("", response_model=InstitutionPage)
+async def list_institutions(
+    session: SessionDep, district: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Cursor = None,
+) -> InstitutionPage:
+    """Matching's view of the institutions by name, optionally by district, in cursor pages."""
+    stmt = select(InstitutionView).order_by(InstitutionView.name_zh, InstitutionView.id).limit(limit + 1)
     if district:
         stmt = stmt.where(InstitutionView.district == district)
-    return list((await session.execute(stmt)).scalars())
+    if cursor:
+        name, id_ = decode_cursor(cursor, str, str)
+        stmt = stmt.where(tuple_(InstitutionView.name_zh, InstitutionView.id) > tuple_(name, id_))
+    rows = list((await session.execute(stmt)).scalars())
+    nxt = encode_cursor(rows[limit - 1].name_zh, rows[limit - 1].id) if len(rows) > limit else None
+    return InstitutionPage(items=[InstitutionViewPublic.model_validate(r) for r in rows[:limit]], next_cursor=nxt)
 
 
 def present(opp: Opportunity, viewer: Principal | None, taken: int = 0) -> OpportunityPublic:

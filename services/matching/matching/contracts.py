@@ -141,6 +141,15 @@ class MatchPayload(BaseModel):
     version: int
 
 
+class PlacementReason(BaseModel):
+    """One reason an unplaced participant was not placed at a position: a stable code and its wording for people."""
+
+    code: str = Field(description="e.g. full_of_higher_ranked, not_ranked_by_position, team_does_not_fit")
+    position_id: str | None = None
+    detail_en: str
+    detail_zh: str
+
+
 class PlacementPayload(BaseModel):
     """One participant's result in a placement round (`reason` explains an unplaced participant)."""
 
@@ -152,6 +161,8 @@ class PlacementPayload(BaseModel):
     host_institution_id: str | None
     status: str  # assigned | unplaced
     reason: str | None
+    reasons: list[PlacementReason] = Field(default_factory=list,
+                                           description="why an unplaced participant was not placed, per position")
     version: int
 
 

@@ -309,17 +309,20 @@ def _standing(c: _Compiled, key: int) -> dict:
 
 
 def explain_unplaced(c: _Compiled, held: list[list[tuple[int, int]]], u: int) -> list[dict]:
-    """One reason per position on an unplaced unit's list: not ranked there, full of better-placed units, etc."""
+    """One reason per position on an unplaced unit's list: not ranked there, full of better-placed units, etc.
+
+    Each reason has a stable `reason` code and its wording for people in both languages (`detail` in English,
+    `detail_zh` in Chinese), so whoever shows it can choose the reader's language."""
     if not c.wanted[u]:
-        return [{"position_id": None, "reason": "empty_list", "detail": "no position was listed"}]
+        return [_reason({"position_id": None}, "empty_list")]
     keys = dict(c.prefs[u])
     out = []
     for pid in c.wanted[u]:
         p = c.pos_index[pid]
         pos = c.pos[p]
+        title = pos.title or pid
         if p not in keys:
-            out.append({"position_id": pid, "reason": "not_ranked_by_position",
-                        "detail": f"{pos.title or pid} ranks its applicants and did not list you"})
+            out.append(_reason({"position_id": pid}, "not_ranked_by_position", title=title))
             continue
         key = keys[p]
         mine = _standing(c, key)
@@ -331,25 +334,40 @@ def explain_unplaced(c: _Compiled, held: list[list[tuple[int, int]]], u: int) ->
         if all(v != u for _k, v in with_me):
             better = sum(1 for k, _v in admitted if k < key)
             if pos.capacity == 0:
-                base.update(reason="no_seats", detail=f"{pos.title or pid} offers no seats in this round")
+                _reason(base, "no_seats", title=title)
             elif c.size[u] > 1 and 0 < (room := pos.capacity - sum(c.size[v] for k, v in admitted if k < key)) \
                     < c.size[u]:
-                base.update(reason="team_does_not_fit",
-                            detail=f"your team needs {c.size[u]} seats together; {pos.title or pid} had "
-                                   f"{room} left after admitting higher-standing applicants")
+                _reason(base, "team_does_not_fit", title=title, size=c.size[u], room=room)
             elif pos.reserved and better < len(admitted):
-                base.update(reason="seats_reserved",
-                            detail=f"{pos.title or pid}: the seats left are reserved for "
-                                   f"{', '.join(sorted(pos.reserved))}")
+                _reason(base, "seats_reserved", title=title, reserved=", ".join(sorted(pos.reserved)))
             else:
-                base.update(reason="full_of_higher_ranked",
-                            detail=f"{pos.title or pid} filled its {pos.capacity} seats with {better} "
-                                   f"higher-standing applicants")
+                _reason(base, "full_of_higher_ranked", title=title, capacity=pos.capacity, better=better)
         else:
-            base.update(reason="host_full",
-                        detail=f"the host {pos.host_id} reached its capacity across its positions")
+            _reason(base, "host_full", host=pos.host_id)
         out.append(base)
     return out
+
+
+# What each reason code says to people, in English and Chinese (format fields from `_reason`'s keywords).
+REASON_TEXT: dict[str, tuple[str, str]] = {
+    "empty_list": ("no position was listed", "志愿表中没有填写岗位"),
+    "not_ranked_by_position": ("{title} ranks its applicants and did not list you",
+                               "“{title}”对申请人排序，未将您列入"),
+    "no_seats": ("{title} offers no seats in this round", "“{title}”本轮没有名额"),
+    "team_does_not_fit": ("your team needs {size} seats together; {title} had {room} left after admitting "
+                          "higher-standing applicants",
+                          "您的团队需要 {size} 个名额在同一岗位；“{title}”录取排名更靠前的申请人后仅剩 {room} 个"),
+    "seats_reserved": ("{title}: the seats left are reserved for {reserved}", "“{title}”：剩余名额为 {reserved} 保留"),
+    "full_of_higher_ranked": ("{title} filled its {capacity} seats with {better} higher-standing applicants",
+                              "“{title}”的 {capacity} 个名额已由 {better} 位排名更靠前的申请人占满"),
+    "host_full": ("the host {host} reached its capacity across its positions", "接收单位 {host} 的各岗位总名额已满"),
+}
+
+
+def _reason(base: dict, code: str, **fields) -> dict:
+    en, zh = REASON_TEXT[code]
+    base.update(reason=code, detail=en.format(**fields), detail_zh=zh.format(**fields))
+    return base
 
 
 def blocking_pairs(problem: PlacementProblem, result: PlacementResult) -> list[tuple[str, str]]:

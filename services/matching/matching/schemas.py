@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from common.contact import EmailAddress, PhoneNumber
 from common.values import utc_instant
 from matching.domain import DISTRICTS, Direction, OpportunityKind
 
@@ -28,8 +29,8 @@ class OpportunityBase(BaseModel):
     budget_cny: int | None = Field(default=None, ge=0)
     deadline: datetime | None = None
     contact_name: str | None = Field(default=None, max_length=100)
-    contact_phone: str | None = Field(default=None, max_length=40)
-    contact_email: str | None = Field(default=None, max_length=200)
+    contact_phone: PhoneNumber | None = Field(default=None, max_length=40)
+    contact_email: EmailAddress | None = Field(default=None, max_length=200)
 
     _check_district = field_validator("district")(classmethod(lambda cls, v: _district(v)))
 

@@ -27,6 +27,7 @@ from matching.contracts import (
     OpportunityUpdated,
     PlacementAssigned,
     PlacementPayload,
+    PlacementReason,
     PlacementRoundPayload,
     PlacementRoundPublished,
     PlacementUnplaced,
@@ -679,7 +680,9 @@ async def run_round(*, session: AsyncSession, stager: EventStager, round_id: str
                 payload = PlacementPayload(
                     round_id=rnd.id, round_name=rnd.name, participant_id=a["id"], position_id=None,
                     position_title=None, host_institution_id=None, status="unplaced",
-                    reason="; ".join(r["detail"] for r in reasons)[:2000] or None, version=rnd.version)
+                    reason="; ".join(r["detail"] for r in reasons)[:2000] or None, version=rnd.version,
+                    reasons=[PlacementReason(code=r["reason"], position_id=r.get("position_id"), detail_en=r["detail"],
+                                             detail_zh=r.get("detail_zh", r["detail"])) for r in reasons])
                 contract = PlacementUnplaced
             await stager.stage(session, contract, key=f"{rnd.id}:{a['id']}", payload=payload)
         await stager.stage(session, PlacementRoundPublished, key=rnd.id, payload=PlacementRoundPayload(

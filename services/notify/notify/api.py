@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from common.auth import CurrentPrincipal, Principal, Role, require_roles
 from common.service import RuntimeDep, SessionDep
 from notify import service
-from notify.domain import mask_address
+from notify.domain import Status, mask_address
 from notify.models import Delivery, WebhookSubscription
 from notify.schemas import (
     DeliveryPublic,
@@ -35,6 +35,7 @@ from notify.schemas import (
 Office = Annotated[Principal, Depends(require_roles(Role.OFFICE_ADMIN))]
 ReceiptSender = Annotated[Principal, Depends(require_roles(Role.INTEGRATION, Role.OFFICE_ADMIN))]
 Limit = Annotated[int, Query(ge=1, le=200)]
+DeliveryChannel = Literal["email", "sms", "webhook"]  # the inbox is not a delivery
 RecipientParam = Annotated[str | None, Query(
     max_length=120, description="whose settings: yourself (default), 'role:office_admin' or 'institution:<id>'")]
 
@@ -58,7 +59,7 @@ async def my_inbox(
     items, nxt = await service.list_inbox(session=session, principal=principal, state=state, category=category,
                                           limit=limit, cursor=cursor)
     unread = await service.unread_count(session=session, principal=principal)
-    return Inbox(unread=unread, items=[InboxMessagePublic.model_validate(m) for m in items], next_cursor=nxt)
+    return Inbox(unread=unread, items=items, next_cursor=nxt)
 
 
 @inbox.get("/unread-count", response_model=UnreadCount)
@@ -79,8 +80,7 @@ async def mark_message(
     principal: CurrentPrincipal,
 ) -> InboxMessagePublic:
     """Mark one of the caller's messages read, unread, archived or unarchived."""
-    msg = await service.mark_message(session=session, principal=principal, message_id=message_id, action=action)
-    return InboxMessagePublic.model_validate(msg)
+    return await service.mark_message(session=session, principal=principal, message_id=message_id, action=action)
 
 
 @feed.get("/certifications", response_model=list[InboxMessagePublic])
@@ -135,9 +135,11 @@ def _webhook(sub: WebhookSubscription, *, with_secret: bool = False) -> WebhookP
 
 
 @webhooks.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookPublic)
-async def create_webhook(body: WebhookCreate, session: SessionDep, actor: Office, response: Response):
+async def create_webhook(body: WebhookCreate, session: SessionDep, runtime: RuntimeDep, actor: Office,
+                         response: Response):
     """Subscribe a system to signed CloudEvents (office administrators); the secret is shown only now."""
-    sub = await service.create_webhook(session=session, data=body, actor=actor)
+    sub = await service.create_webhook(session=session, data=body, actor=actor,
+                                       allow_private=runtime.settings.webhook_allow_private_networks)
     response.headers["Location"] = f"/webhooks/{sub.id}"
     return _webhook(sub, with_secret=True)
 
@@ -165,8 +167,9 @@ def _delivery(d: Delivery, viewer: Principal) -> DeliveryPublic:
 
 @deliveries.get("", response_model=Page[DeliveryPublic])
 async def list_deliveries(
-    session: SessionDep, viewer: CurrentPrincipal, status_: Annotated[str | None, Query(alias="status")] = None,
-    channel: str | None = None, recipient: str | None = None, event_id: str | None = None, limit: Limit = 50,
+    session: SessionDep, viewer: CurrentPrincipal, status_: Annotated[Status | None, Query(alias="status")] = None,
+    channel: DeliveryChannel | None = None, recipient: str | None = None, event_id: str | None = None,
+    limit: Limit = 50,
     cursor: str | None = None,
 ) -> Page[DeliveryPublic]:
     """Deliveries and their status: the office sees all, others those of their own inboxes (addresses masked)."""

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import html
+import ipaddress
 import json
+import socket
 import time
+from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import format_datetime
 
 import aiosmtplib
 import httpx
 import orjson
 
 from common import tracing
+from common.contact import email_problem, mobile_problem
 from common.events import CONTENT_TYPE
 from notify.config import Settings
-from notify.domain import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, Outcome, Status, sign, webhook_retryable
+from notify.domain import (
+    ID_HEADER,
+    SHANGHAI,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Outcome,
+    Status,
+    sign,
+    webhook_retryable,
+)
 from notify.models import Delivery, WebhookSubscription
 
 PERMANENT_SMS_CODES = frozenset({
@@ -23,8 +38,28 @@ PERMANENT_SMS_CODES = frozenset({
 })
 
 
+def address_problem(channel: str, address: str | None) -> str | None:
+    """Why a delivery over `channel` to `address` can never succeed (None when it may): see common.contact."""
+    if channel == "email":
+        return email_problem(address or "")
+    if channel == "sms":
+        return mobile_problem(address or "")
+    return None
+
+
+def html_body(title: str, body: str) -> str:
+    """The HTML alternative of a message: the same text, escaped, with its title as a heading and its lines kept."""
+    paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in body.splitlines() if line.strip())
+    return (f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'</head><body style="font-family: sans-serif; line-height: 1.6"><h2>{html.escape(title)}</h2>'
+            f'{paragraphs}<hr><p style="color: #888; font-size: small">'
+            "上海市产教融合协同育人平台 · 系统自动发送，请勿回复 · An automated message; please do not reply."
+            "</p></body></html>")
+
+
 class EmailChannel:
-    """Sends plain-text UTF-8 email over SMTP; 5xx answers are permanent, everything else may be retried."""
+    """Sends UTF-8 email (plain text with an HTML alternative) over SMTP; 5xx answers are permanent, everything else
+    may be retried."""
 
     def __init__(self, settings: Settings) -> None:
         self.s = settings
@@ -35,17 +70,21 @@ class EmailChannel:
         msg["From"] = self.s.mail_from
         msg["To"] = d.address
         msg["Subject"] = d.subject
-        msg["Date"] = formatdate(localtime=False)
+        msg["Date"] = format_datetime(datetime.now(SHANGHAI))  # +0800: "-0000" would say the zone is unknown
         msg["Message-ID"] = f"<{d.id}@{self.s.message_id_domain}>"
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-CJRH-Event-Id"] = d.event_id
         msg["X-CJRH-Category"] = d.category
         msg["X-CJRH-Delivery-Id"] = d.id
         msg.set_content(d.body, charset="utf-8")
+        msg.add_alternative(html_body(d.subject, d.body), subtype="html", charset="utf-8")
         return msg
 
     async def send(self, d: Delivery) -> Outcome:
         """Hand the message to the SMTP server: 'sent' means the server accepted it (250)."""
+        problem = email_problem(d.address)
+        if problem:
+            return Outcome(False, reason=f"undeliverable address: {problem}", permanent=True)
         try:
             await aiosmtplib.send(
                 self.message(d), hostname=self.s.smtp_host, port=self.s.smtp_port,
@@ -55,13 +94,34 @@ class EmailChannel:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
-            return Outcome(False, reason=f"SMTP refused the recipient: {exc.recipients[0].message}"[:500],
+            first = exc.recipients[0]
+            return Outcome(False, reason=f"SMTP {first.code} refused the recipient: {first.message}"[:500],
                            permanent=all(c >= 500 for c in codes))
         except aiosmtplib.SMTPResponseException as exc:
             return Outcome(False, reason=f"SMTP {exc.code}: {exc.message}"[:500], permanent=exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return Outcome(False, reason=f"SMTP server unreachable: {exc!r}"[:500])
         return Outcome(True, status=Status.SENT)
+
+
+async def webhook_target_problem(url: str, *, allow_private: bool) -> str | None:
+    """Why notify must not call `url` (None when it may): a host that does not resolve, or one on loopback, private,
+    link-local or otherwise non-public addresses (unless `allow_private`, for development and tests)."""
+    host = httpx.URL(url).host
+    if not host:
+        return "the URL has no host"
+    if allow_private:
+        return None
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return f"the host {host} does not resolve"
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not addr.is_global or addr.is_multicast:
+            return (f"the host {host} is on a non-public address ({addr}); webhooks go to public endpoints "
+                    "(NOTIFY_WEBHOOK_ALLOW_PRIVATE_NETWORKS allows others)")
+    return None
 
 
 class WebhookChannel:
@@ -88,6 +148,10 @@ class WebhookChannel:
         """Deliver one event to one subscription."""
         if sub is None or not sub.active:
             return Outcome(False, reason="the webhook subscription was removed or deactivated", permanent=True)
+        # checked again at each send: a name that resolved to a public address may not any more (DNS rebinding)
+        refused = await webhook_target_problem(sub.url, allow_private=self.s.webhook_allow_private_networks)
+        if refused:
+            return Outcome(False, reason=f"webhook target refused: {refused}", permanent=True)
         body, headers = self.request_parts(d, sub, int(time.time()))
         headers.update(tracing.current_context())  # W3C traceparent of this attempt's span, when tracing is on
         try:
@@ -111,6 +175,9 @@ class SmsChannel:
         """Submit the SMS; 'sent' means the provider accepted it (a delivery receipt may follow)."""
         if not self.s.sms_url:
             return Outcome(False, reason="no SMS provider configured (NOTIFY_SMS_URL)", permanent=True)
+        problem = mobile_problem(d.address)
+        if problem:
+            return Outcome(False, reason=f"undeliverable number: {problem}", permanent=True)
         req = {
             "phone_numbers": d.address, "sign_name": d.payload["sign_name"],
             "template_code": d.payload["template_code"],

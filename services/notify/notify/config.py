@@ -68,6 +68,10 @@ class Settings(ServiceSettings):
     # http://egress-proxy.egress:3128): on Kubernetes it is notify's one way out to the internet, where an allow-list
     # of destinations can be kept (docs/operations.md#notify-egress). Unset: directly.
     http_proxy: str | None = None
+    # loopback, private and link-local targets are refused (a webhook must not reach into our own network) unless
+    # this is set, for development and tests
+    webhook_allow_private_networks: bool = False
+
     def production_problems(self) -> list[str]:
         """The shared checks, plus: an SMS provider is never called with the public development key."""
         problems = super().production_problems()

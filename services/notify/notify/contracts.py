@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.events import EventContract
 
@@ -66,6 +66,9 @@ class RegistryCertification(_Consumed):
     status: str
     is_certified: bool = False
     evaluation_result: str | None = None
+    action: str | None = None
+    note: str | None = None
+    objection_deadline: datetime | None = None
     version: int = 0
 
 
@@ -133,6 +136,15 @@ class MatchingMatch(_Consumed):
     version: int = 0
 
 
+class PlacementReason(BaseModel):
+    """Why a participant was not placed at one position: a code and its wording in both languages."""
+
+    code: str
+    position_id: str | None = None
+    detail_en: str
+    detail_zh: str
+
+
 class MatchingPlacement(_Consumed):
     """matching.placement.v1 (assigned / unplaced): one participant's placement result."""
 
@@ -144,6 +156,7 @@ class MatchingPlacement(_Consumed):
     host_institution_id: str | None = None
     status: str | None = None
     reason: str | None = None
+    reasons: list[PlacementReason] = Field(default_factory=list)
     version: int = 0
 
 

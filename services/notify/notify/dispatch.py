@@ -25,9 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from common import tracing
+from common.metrics import NOTIFY_DELIVERIES, NOTIFY_DELIVERY_LATENCY
 from common.outbox import EventStager
 from notify import templates
-from notify.channels import EmailChannel, SmsChannel, WebhookChannel
+from notify.channels import EmailChannel, SmsChannel, WebhookChannel, address_problem
 from notify.clock import Clock, FakeClock  # noqa: F401 (FakeClock: tests import it from here)
 from notify.config import Settings
 from notify.contracts import DELIVERY_CONTRACTS, DeliveryPayload
@@ -54,7 +55,15 @@ from notify.models import (
     WebhookSubscription,
     new_id,
 )
-from notify.planning import NEW_NOTIFICATIONS, Recipients, category_of, inbox_row, load_overrides, render_for
+from notify.planning import (
+    NEW_NOTIFICATIONS,
+    Recipients,
+    category_of,
+    inbox_digest_row,
+    inbox_row,
+    load_overrides,
+    render_for,
+)
 from notify.sql import insert_ignore, insert_ignore_returning
 
 log = logging.getLogger("notify.dispatch")
@@ -93,6 +102,21 @@ def delivery_attributes(d: Delivery) -> dict[str, Any]:
     """What a delivery attempt's span records (never the address or the content: personal data)."""
     return {"cjrh.delivery.id": d.id, "cjrh.delivery.channel": d.channel, "cjrh.delivery.attempt": d.attempts,
             "cjrh.event_id": d.event_id, "cjrh.notification.category": d.category}
+
+
+def sms_params(msg: templates.Rendered, data: dict) -> dict[str, str]:
+    """The provider template's parameters: the title, and the deadline when the message asks for an answer by one
+    (a seat offer must be accepted before it expires)."""
+    params = {"title": msg.title[:35]}
+    if data.get("offer_expires_at"):
+        params["deadline"] = templates.sh_time(data["offer_expires_at"])
+    return params
+
+
+def count_outcome(channel: str, outcome: str, n: int = 1) -> None:
+    """Count delivery outcomes (sent, delivered, deferred, failed, dead) by channel, for /metrics."""
+    if n:
+        NOTIFY_DELIVERIES.labels("notify", channel, outcome).inc(n)
 
 
 def wake_after_commit(session: AsyncSession) -> None:
@@ -203,11 +227,18 @@ class Dispatcher:
             await insert_ignore(session, InboxMessage.__table__, inbox)
             await insert_ignore(session, DigestEntry.__table__, digests)
             inserted = set(await insert_ignore_returning(session, Delivery.__table__, deliveries))
+            outcomes: list[tuple[str, str]] = []
             for row in deliveries:
                 if row["id"] in inserted:
                     await stage_delivery(session, self.stager, Delivery(**row))
+                    if row["status"] == Status.DEAD.value:
+                        outcomes.append((row["channel"], "dead"))
+                    elif row["next_attempt_at"] > now:
+                        outcomes.append((row["channel"], "deferred"))
             if inserted:
                 wake_after_commit(session)
+        for channel, outcome in outcomes:  # counted once the rows are committed
+            count_outcome(channel, outcome)
         return len(notes)
 
     def _plan_one(self, n: Notification, who: Recipients, subs, overrides, now: datetime,
@@ -223,7 +254,9 @@ class Dispatcher:
         for r in n.recipients:  # the consumer wrote most inbox rows already; re-planning them is a no-op
             chans = who.channels(cat, r)
             msg = text(who.locale(r))
-            if Channel.INBOX in chans:
+            if Channel.INBOX in chans and who.inbox_digested(cat, r):
+                digests.append(inbox_digest_row(recipient=r, cat=cat, msg=msg, event_id=n.event_id, now=now))
+            elif Channel.INBOX in chans:
                 inbox.append(inbox_row(notification_id=n.id, recipient=r, cat=cat, msg=msg, event_id=n.event_id,
                                        event_type=n.event_type, subject=n.subject, data=n.context.get("data"),
                                        now=now))
@@ -240,7 +273,7 @@ class Dispatcher:
             if Channel.SMS in chans and phone:
                 code = self.s.sms_template_codes.get(cat.name, "")
                 payload = {"sign_name": self.s.sms_sign_name, "template_code": code,
-                           "params": {"title": msg.title[:35]}}
+                           "params": sms_params(msg, n.context.get("data") or {})}
                 deliveries.append(self._delivery_row(n, r, Channel.SMS, phone, cat, profile, msg, payload, now))
         for sub in subs:
             if matches(sub.events, n.event_name):
@@ -254,13 +287,16 @@ class Dispatcher:
         due = not_before(self.s, cat, channel, profile, now)
         if n is not None and n.context.get(tracing.TRACE):
             payload = {**payload, tracing.TRACE: n.context[tracing.TRACE]}
-        reason = None
-        if due > now:
+        status, reason = Status.QUEUED, None
+        undeliverable = address_problem(channel, address)
+        if undeliverable:  # no attempt can ever succeed: dead at once, saying why, instead of retried to death
+            status, reason, due = Status.DEAD, f"undeliverable address: {undeliverable}", now
+        elif due > now:
             reason = f"held by quiet hours until {due.astimezone(SHANGHAI):%Y-%m-%d %H:%M} Asia/Shanghai"
         return {
             "id": new_id(), "notification_id": n.id if n else None, "event_id": event_id or n.event_id,
-            "recipient": recipient, "channel": channel.value, "category": cat.name, "address": address,
-            "subject": msg.title, "body": msg.body, "payload": payload, "status": Status.QUEUED.value,
+            "recipient": recipient, "channel": channel.value, "category": cat.name, "address": address[:500],
+            "subject": msg.title, "body": msg.body, "payload": payload, "status": status.value,
             "reason": reason, "attempts": 0, "replays": 0, "provider_id": None, "next_attempt_at": due,
             "claimed_at": None, "claimed_by": None, "created_at": now, "updated_at": now, "version": 1,
         }
@@ -268,26 +304,33 @@ class Dispatcher:
     # --- digests --------------------------------------------------------------------------------------------------
 
     async def flush_digests(self) -> int:
-        """Send each recipient one email with their low-priority items once the oldest has waited a full window."""
+        """Once the oldest of a recipient's waiting items has waited a full window, batch them: low-priority email
+        into one email, platform chatter bound for the inbox into one inbox message."""
         now = self.clock.now()
         cutoff = now - timedelta(seconds=self.s.digest_window_seconds)
-        made = 0
+        made = dead = 0
         async with self.sessions() as session, session.begin():
             due = (await session.execute(
-                select(DigestEntry.recipient).where(DigestEntry.digest_delivery_id.is_(None))
-                .group_by(DigestEntry.recipient).having(func.min(DigestEntry.created_at) <= cutoff).limit(500)
-            )).scalars().all()
+                select(DigestEntry.recipient, DigestEntry.channel).where(DigestEntry.digest_delivery_id.is_(None))
+                .group_by(DigestEntry.recipient, DigestEntry.channel)
+                .having(func.min(DigestEntry.created_at) <= cutoff).limit(500)
+            )).all()
             if not due:
                 return 0
-            who = await Recipients.load(session, set(due))
+            who = await Recipients.load(session, {r for r, _ in due})
             cat = CATEGORIES["progress"]
-            for r in due:
-                q = (select(DigestEntry).where(DigestEntry.recipient == r, DigestEntry.digest_delivery_id.is_(None))
+            for r, channel in due:
+                q = (select(DigestEntry).where(DigestEntry.recipient == r, DigestEntry.channel == channel,
+                                               DigestEntry.digest_delivery_id.is_(None))
                      .order_by(DigestEntry.created_at, DigestEntry.id)).with_for_update(skip_locked=True)
                 entries = list((await session.execute(q)).scalars())
                 if not entries:
                     continue
                 items = [{"title": e.title, "body": e.body, "category": e.category} for e in entries]
+                if channel == Channel.INBOX.value:
+                    await self._inbox_digest(session, r, entries, items, who.locale(r), now)
+                    made += 1
+                    continue
                 msg = templates.render(templates.DIGEST[who.locale(r)], {"items": items})
                 row = self._delivery_row(None, r, Channel.EMAIL, who.email(r) or "", cat, who.profiles.get(r), msg,
                                          {"items": len(items)}, now, event_id=f"digest:{entries[0].id}")
@@ -300,7 +343,22 @@ class Dispatcher:
                     e.digest_delivery_id = got
                 await stage_delivery(session, self.stager, Delivery(**row))
                 made += 1
+                if row["status"] == Status.DEAD.value:
+                    dead += 1
+        count_outcome(Channel.EMAIL.value, "dead", dead)
         return made
+
+    async def _inbox_digest(self, session: AsyncSession, recipient: str, entries: list[DigestEntry],
+                            items: list[dict], locale: str, now: datetime) -> None:
+        """One inbox message listing a window's chatter (each item's event id kept in its data)."""
+        msg = templates.render(templates.INBOX_DIGEST[locale], {"items": items})
+        row = inbox_row(notification_id=None, recipient=recipient, cat=category_of(entries[0].category), msg=msg,
+                        event_id=f"digest:{entries[0].id}", event_type="digest", subject=None,
+                        data={"items": [{"event_id": e.event_id, "title": e.title, "category": e.category,
+                                         "created_at": e.created_at.isoformat()} for e in entries]}, now=now)
+        await insert_ignore(session, InboxMessage.__table__, [row])
+        for e in entries:
+            e.digest_delivery_id = row["id"]
 
     # --- sending --------------------------------------------------------------------------------------------------
 
@@ -320,6 +378,8 @@ class Dispatcher:
                 d.version += 1
                 d.updated_at = self.clock.now()
                 await stage_delivery(session, self.stager, d)
+        for d in rows:
+            count_outcome(d.channel, "dead")
         return len(rows)
 
     async def send_due(self) -> int:
@@ -375,6 +435,7 @@ class Dispatcher:
 
     async def _record(self, results: list[tuple[Delivery, Outcome]]) -> None:
         now = self.clock.now()
+        counted: list[tuple[str, str, float]] = []
         async with self.sessions() as session, session.begin():
             rows = {d.id: d for d in (await session.execute(
                 select(Delivery).where(Delivery.id.in_([d.id for d, _ in results])))).scalars()}
@@ -398,7 +459,11 @@ class Dispatcher:
                     d.reason = f"gave up after {d.attempts} attempts; last: {outcome.reason}"
                 elif status is Status.DEAD:
                     d.reason = f"permanent failure: {outcome.reason}"
+                counted.append((d.channel, status.value, (now - claimed.next_attempt_at).total_seconds()))
                 d.version += 1
                 d.updated_at = now
                 await stage_delivery(session, self.stager, d)
+        for channel, outcome, waited in counted:  # counted once the outcomes are committed
+            count_outcome(channel, outcome)
+            NOTIFY_DELIVERY_LATENCY.labels("notify", channel).observe(max(0.0, waited))
 

@@ -23,6 +23,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     WEBHOOK = "webhook"
+    DIGEST = "digest"  # a preference only: whether a category's inbox items are batched into a periodic digest
 
 
 PREFERENCE_CHANNELS = (Channel.INBOX, Channel.EMAIL, Channel.SMS)
@@ -59,6 +60,7 @@ class Category:
     default_channels: frozenset[Channel]
     label_zh: str
     label_en: str
+    inbox_digest: bool = False  # low-value chatter: inbox items batched into one digest message per window
 
     @property
     def critical(self) -> bool:
@@ -82,16 +84,25 @@ CATEGORIES: dict[str, Category] = {c.name: c for c in [
     Category("placement", Priority.NORMAL, _IE, "实习岗位分配", "Placements"),
     Category("competition", Priority.NORMAL, _IE, "竞赛结果", "Competition results"),
     Category("progress", Priority.LOW, _IE, "进展动态", "Progress updates"),
-    Category("registry", Priority.LOW, frozenset({Channel.INBOX}), "机构登记", "Registry"),
+    Category("registry", Priority.LOW, frozenset({Channel.INBOX}), "机构登记", "Registry", inbox_digest=True),
 ]}
 
 
 @dataclass(frozen=True)
 class Rule:
-    """Which category (and template) an event type produces; recipients are resolved by the handler."""
+    """Which category (and template) an event type produces; recipients are resolved by the handler.
+
+    `by_status` overrides the category for some values of the event's `data.status`: one event type may carry
+    news of different weight (a certification review that passed is progress; one that was rejected is not)."""
 
     event: str
     category: str
+    by_status: tuple[tuple[str, str], ...] = ()
+
+    def category_for(self, data: Mapping | None) -> str:
+        """The category of this event given its data."""
+        status = (data or {}).get("status")
+        return next((cat for s, cat in self.by_status if s == status), self.category)
 
 
 def _rules(category: str, *events: str) -> list[Rule]:
@@ -106,8 +117,9 @@ RULES: dict[str, Rule] = {r.event: r for r in [
     *_rules("match", "matching.match.proposed", "matching.match.accepted", "matching.match.declined",
             "matching.match.expired", "matching.match.agreed", "matching.match.cancelled"),
     *_rules("progress", "matching.match.started", "matching.match.completed",
-            "registry.certification.applied", "registry.certification.reviewed",
-            "registry.certification.objection_raised", "registry.certification.evaluated"),
+            "registry.certification.applied", "registry.certification.objection_raised",
+            "registry.certification.evaluated"),
+    Rule("registry.certification.reviewed", "progress", by_status=(("rejected", "certification"),)),
     *_rules("certification", "registry.certification.announced", "registry.certification.certified",
             "registry.certification.rectification_required", "registry.certification.withdrawn",
             "registry.certification.revoked"),
@@ -137,8 +149,11 @@ def check_preference(category: str, channel: str, enabled: bool) -> None:
     """Refuse preferences that name unknown things or would mute a critical category on one of its channels."""
     if category != ALL_CATEGORIES and category not in CATEGORIES:
         raise PreferenceRefused(f"unknown category {category!r}; known: {', '.join(sorted(CATEGORIES))} or '*'")
+    if channel == Channel.DIGEST:
+        return  # batching or not is always the recipient's choice
     if channel not in {c.value for c in PREFERENCE_CHANNELS}:
-        raise PreferenceRefused(f"unknown channel {channel!r}; preferences apply to inbox, email and sms")
+        raise PreferenceRefused(f"unknown channel {channel!r}; preferences apply to inbox, email and sms (and "
+                                "'digest': whether a category's inbox items are batched)")
     if not enabled and category != ALL_CATEGORIES:
         cat = CATEGORIES[category]
         if cat.critical and Channel(channel) in cat.default_channels:
@@ -158,6 +173,19 @@ def channel_enabled(category: Category, channel: Channel, prefs: Mapping[tuple[s
     if category.critical and channel in category.default_channels and not enabled:
         return True, "critical"
     return enabled, source
+
+
+def inbox_digested(category: Category, prefs: Mapping[tuple[str, str], bool]) -> tuple[bool, str]:
+    """Whether a recipient's inbox items of this category are batched into a digest, and which layer decided it:
+    the category's default (platform chatter is), the recipient's choice for all categories, or for this one."""
+    batched, source = category.inbox_digest, "default"
+    if (ALL_CATEGORIES, Channel.DIGEST.value) in prefs:
+        batched, source = prefs[(ALL_CATEGORIES, Channel.DIGEST.value)], "recipient"
+    if (category.name, Channel.DIGEST.value) in prefs:
+        batched, source = prefs[(category.name, Channel.DIGEST.value)], "category"
+    if category.critical:
+        return False, "critical"
+    return batched, source
 
 
 def channels_for(category: Category, prefs: Mapping[tuple[str, str], bool]) -> set[Channel]:
@@ -250,6 +278,11 @@ def verify(secret: str, *, timestamp: str, body: bytes, signature: str, now: int
 def matches(patterns: Iterable[str], event_name: str) -> bool:
     """Whether a subscription's patterns (contract names, '*' wildcards) select an event name."""
     return any(fnmatchcase(event_name, p) for p in patterns)
+
+
+def unknown_event_patterns(patterns: Iterable[str]) -> list[str]:
+    """The webhook patterns that select no event notify acts on (a misspelt name would never fire)."""
+    return [p for p in patterns if not any(fnmatchcase(name, p) for name in RULES)]
 
 
 def webhook_retryable(status_code: int) -> bool:

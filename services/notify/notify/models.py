@@ -111,6 +111,18 @@ class InboxMessage(Table, table=True):
     archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class InboxRead(Table, table=True):
+    """One reader's state of a message in a shared inbox (the office's, an institution's): each administrator reads
+    and archives for themself; a personal inbox keeps its state on the message."""
+
+    __tablename__ = "inbox_reads"
+
+    message_id: str = Field(primary_key=True, max_length=36)
+    reader: str = Field(primary_key=True, max_length=120)
+    read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class Delivery(Table, table=True):
     """One message over email, SMS or webhook to one recipient; (event id, recipient, channel) is unique."""
 
@@ -144,7 +156,8 @@ class Delivery(Table, table=True):
 
 
 class DigestEntry(Table, table=True):
-    """A low-priority notification waiting to go out in a recipient's next email digest."""
+    """A low-priority notification waiting for a recipient's next digest: an email (channel `email`), or one inbox
+    message for a window's platform chatter (channel `inbox`; `digest_delivery_id` is then that message's id)."""
 
     __tablename__ = "digest_entries"
     __table_args__ = (UniqueConstraint("event_id", "recipient", "channel"),)

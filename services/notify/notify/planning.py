@@ -26,8 +26,9 @@ from common.db import utcnow
 from common.events import CloudEvent
 from notify import templates
 from notify.clock import Clock
-from notify.domain import CATEGORIES, RULES, Category, Channel, channels_for, matches
+from notify.domain import CATEGORIES, RULES, Category, Channel, channels_for, inbox_digested, matches
 from notify.models import (
+    DigestEntry,
     InboxMessage,
     InstitutionContact,
     Notification,
@@ -104,6 +105,10 @@ class Recipients:
             return {Channel.INBOX}
         return channels_for(cat, self.prefs.get(r, {}))
 
+    def inbox_digested(self, cat: Category, r: str) -> bool:
+        """Whether this recipient's inbox items of the category wait for a digest (a public feed never does)."""
+        return not r.startswith("public:") and inbox_digested(cat, self.prefs.get(r, {}))[0]
+
     def needs_sending(self, cat: Category, r: str, chans: set[Channel] | None = None) -> bool:
         """Whether the dispatcher has an email, SMS or digest entry to plan for this recipient."""
         chans = self.channels(cat, r) if chans is None else chans
@@ -137,6 +142,13 @@ def load_overrides(session: Session) -> dict[tuple[str, str], tuple[str, str]]:
     """Administrators' template overrides by (event name, locale)."""
     t = TemplateOverride.__table__
     return {(e, lo): (ti, b) for e, lo, ti, b in session.execute(select(t.c.event, t.c.locale, t.c.title, t.c.body))}
+
+
+def inbox_digest_row(*, recipient: str, cat: Category, msg: templates.Rendered, event_id: str,
+                     now: datetime) -> dict[str, Any]:
+    """One digest_entries row for an inbox item that waits for the recipient's next inbox digest."""
+    return {"id": new_id(), "recipient": recipient, "channel": Channel.INBOX.value, "event_id": event_id,
+            "category": cat.name, "title": msg.title, "body": msg.body, "created_at": now, "digest_delivery_id": None}
 
 
 def inbox_row(*, notification_id: str | None, recipient: str, cat: Category, msg: templates.Rendered, event_id: str,
@@ -196,10 +208,11 @@ def plan_queued(session: Session, batch: PendingBatch) -> None:
     overrides = load_overrides(session)
     now, created = batch.clock.now(), utcnow()
     inbox: list[dict[str, Any]] = []
+    digests: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     for p in batch.items:
         ev = p.event
-        cat = category_of(RULES[p.name].category)
+        cat = category_of(RULES[p.name].category_for(p.context.get("data")))
         nid = new_id()
         rendered: dict[str, templates.Rendered] = {}
         to_send: list[str] = []
@@ -210,8 +223,12 @@ def plan_queued(session: Session, batch: PendingBatch) -> None:
                 msg = rendered.get(locale)
                 if msg is None:
                     msg = rendered[locale] = render_for(p.name, locale, p.context, overrides)
-                inbox.append(inbox_row(notification_id=nid, recipient=r, cat=cat, msg=msg, event_id=ev.id,
-                                       event_type=ev.type, subject=ev.subject, data=p.context.get("data"), now=now))
+                if who.inbox_digested(cat, r):
+                    digests.append(inbox_digest_row(recipient=r, cat=cat, msg=msg, event_id=ev.id, now=now))
+                else:
+                    inbox.append(inbox_row(notification_id=nid, recipient=r, cat=cat, msg=msg, event_id=ev.id,
+                                           event_type=ev.type, subject=ev.subject, data=p.context.get("data"),
+                                           now=now))
             if who.needs_sending(cat, r, chans):
                 to_send.append(r)
         hooked = any(matches(s.events, p.name) for s in subs)
@@ -223,6 +240,7 @@ def plan_queued(session: Session, batch: PendingBatch) -> None:
                 "created_at": created, "planned_at": None,
             })
     insert_ignore_sync(session, InboxMessage.__table__, inbox)
+    insert_ignore_sync(session, DigestEntry.__table__, digests)
     if notes:
         session.execute(insert(Notification.__table__), notes)
         session.info[NEW_NOTIFICATIONS] = True

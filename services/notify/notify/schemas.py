@@ -7,6 +7,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, UrlConstraints
 
+from common.contact import EmailAddress, PhoneNumber
+
 T = TypeVar("T")
 
 
@@ -83,8 +85,8 @@ class Preferences(BaseModel):
 class ProfileUpdate(BaseModel):
     """A recipient's own addresses, language and quiet hours (Asia/Shanghai local time, HH:MM)."""
 
-    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    phone: str | None = Field(default=None, pattern=r"^\+?\d{7,15}$")
+    email: EmailAddress | None = Field(default=None, max_length=254)
+    phone: PhoneNumber | None = Field(default=None, max_length=32)
     locale: Literal["zh-CN", "en"] = "zh-CN"
     quiet_enabled: bool = True
     quiet_start: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")

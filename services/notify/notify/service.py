@@ -6,28 +6,41 @@ import base64
 import secrets
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal, Role
-from common.db import utcnow
+from common.db import UTCDateTime, utcnow
 from common.errors import Forbidden, InvalidTransition, NotFound, Unprocessable
 from common.outbox import EventStager
 from notify import templates
+from notify.channels import webhook_target_problem
 from notify.contracts import OFFICE_INBOX, PUBLIC_CERTIFICATION_FEED, institution_inbox
-from notify.dispatch import stage_delivery, wake_after_commit
+from notify.dispatch import count_outcome, stage_delivery, wake_after_commit
 from notify.domain import (
     CATEGORIES,
     PREFERENCE_CHANNELS,
     REPLAYABLE,
+    RULES,
+    Channel,
     PreferenceRefused,
     Status,
     channel_enabled,
     check_preference,
+    inbox_digested,
+    unknown_event_patterns,
 )
-from notify.models import Delivery, InboxMessage, Preference, RecipientProfile, TemplateOverride, WebhookSubscription
-from notify.schemas import EffectivePreference, ProfileUpdate, WebhookCreate
+from notify.models import (
+    Delivery,
+    InboxMessage,
+    InboxRead,
+    Preference,
+    RecipientProfile,
+    TemplateOverride,
+    WebhookSubscription,
+)
+from notify.schemas import EffectivePreference, InboxMessagePublic, ProfileUpdate, WebhookCreate
 
 # --- whose inbox ---------------------------------------------------------------------------------------------------
 
@@ -70,66 +83,111 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 # --- inbox -----------------------------------------------------------------------------------------------------------
 
 
+def _shared(principal: Principal) -> list[str]:
+    """The shared inboxes the caller reads (the office's, their institution's): read state is kept per reader."""
+    return [a for a in addresses_of(principal) if a != principal.sub]
+
+
+def _view(principal: Principal):
+    """The caller's messages with the caller's own read and archive state: a personal message keeps it on the row, a
+    shared one in inbox_reads, one row per reader (so one office administrator's reading is not everyone's)."""
+    personal = InboxMessage.recipient == principal.sub
+    read_at = case((personal, InboxMessage.read_at), else_=InboxRead.read_at)
+    archived_at = case((personal, InboxMessage.archived_at), else_=InboxRead.archived_at)
+    joined = InboxMessage.__table__.outerjoin(InboxRead.__table__, and_(
+        InboxRead.message_id == InboxMessage.id, InboxRead.reader == principal.sub))
+    return joined, read_at, archived_at
+
+
+def _public(msg: InboxMessage, read_at: datetime | None, archived_at: datetime | None) -> InboxMessagePublic:
+    return InboxMessagePublic.model_validate(msg).model_copy(update={"read_at": read_at, "archived_at": archived_at})
+
+
 async def unread_count(*, session: AsyncSession, principal: Principal) -> int:
-    """Unread, unarchived messages in the caller's inboxes."""
+    """Unread, unarchived messages in the caller's inboxes (by the caller's own reading of shared ones)."""
+    joined, read_at, archived_at = _view(principal)
     return await session.scalar(
-        select(func.count()).select_from(InboxMessage).where(
-            InboxMessage.recipient.in_(addresses_of(principal)), InboxMessage.read_at.is_(None),
-            InboxMessage.archived_at.is_(None))
+        select(func.count()).select_from(joined).where(
+            InboxMessage.recipient.in_(addresses_of(principal)), read_at.is_(None), archived_at.is_(None))
     ) or 0
 
 
 async def list_inbox(
     *, session: AsyncSession, principal: Principal, state: str = "active", category: str | None = None,
     limit: int = 50, cursor: str | None = None,
-) -> tuple[list[InboxMessage], str | None]:
+) -> tuple[list[InboxMessagePublic], str | None]:
     """The caller's messages, newest first: active (unarchived), unread, archived or all."""
-    q = select(InboxMessage).where(InboxMessage.recipient.in_(addresses_of(principal)))
+    joined, read_at, archived_at = _view(principal)
+    q = (select(InboxMessage, read_at, archived_at).select_from(joined)
+         .where(InboxMessage.recipient.in_(addresses_of(principal))))
     if state == "active":
-        q = q.where(InboxMessage.archived_at.is_(None))
+        q = q.where(archived_at.is_(None))
     elif state == "unread":
-        q = q.where(InboxMessage.archived_at.is_(None), InboxMessage.read_at.is_(None))
+        q = q.where(archived_at.is_(None), read_at.is_(None))
     elif state == "archived":
-        q = q.where(InboxMessage.archived_at.is_not(None))
+        q = q.where(archived_at.is_not(None))
     if category:
         q = q.where(InboxMessage.category == category)
     if cursor:
         at, id_ = _decode_cursor(cursor)
         q = q.where(or_(InboxMessage.created_at < at, and_(InboxMessage.created_at == at, InboxMessage.id < id_)))
-    rows = list((await session.execute(
-        q.order_by(InboxMessage.created_at.desc(), InboxMessage.id.desc()).limit(limit + 1))).scalars())
-    nxt = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], nxt
+    rows = (await session.execute(
+        q.order_by(InboxMessage.created_at.desc(), InboxMessage.id.desc()).limit(limit + 1))).all()
+    nxt = _encode_cursor(rows[limit - 1][0].created_at, rows[limit - 1][0].id) if len(rows) > limit else None
+    return [_public(m, r, a) for m, r, a in rows[:limit]], nxt
 
 
-async def mark_message(*, session: AsyncSession, principal: Principal, message_id: str, action: str) -> InboxMessage:
-    """Mark one of the caller's messages read, unread, archived or unarchived (others' messages are not found)."""
+async def mark_message(
+    *, session: AsyncSession, principal: Principal, message_id: str, action: str,
+) -> InboxMessagePublic:
+    """Mark one of the caller's messages read, unread, archived or unarchived (others' messages are not found); in a
+    shared inbox the mark is the caller's own."""
     async with session.begin():
         msg = await session.get(InboxMessage, message_id)
         if msg is None or msg.recipient not in addresses_of(principal):
             raise NotFound(f"no message {message_id} in your inbox")
+        state = msg
+        if msg.recipient != principal.sub:  # the reader's row, created once even when two requests race
+            await session.execute(pg_insert(InboxRead.__table__).values(message_id=msg.id, reader=principal.sub)
+                                  .on_conflict_do_nothing())
+            state = await session.get(InboxRead, (msg.id, principal.sub), with_for_update=True)
         now = utcnow()
         if action == "read":
-            msg.read_at = msg.read_at or now
+            state.read_at = state.read_at or now
         elif action == "unread":
-            msg.read_at = None
+            state.read_at = None
         elif action == "archive":
-            msg.archived_at = msg.archived_at or now
-            msg.read_at = msg.read_at or now
+            state.archived_at = state.archived_at or now
+            state.read_at = state.read_at or now
         elif action == "unarchive":
-            msg.archived_at = None
-    return msg
+            state.archived_at = None
+        await session.flush()
+        out = _public(msg, state.read_at, state.archived_at)
+    return out
 
 
 async def mark_all_read(*, session: AsyncSession, principal: Principal, category: str | None = None) -> int:
-    """Mark every unread message of the caller (optionally of one category) read."""
+    """Mark every unread message of the caller (optionally of one category) read; in shared inboxes for the caller
+    only."""
+    now = utcnow()
     async with session.begin():
-        q = update(InboxMessage).where(InboxMessage.recipient.in_(addresses_of(principal)),
-                                       InboxMessage.read_at.is_(None))
+        q = update(InboxMessage).where(InboxMessage.recipient == principal.sub, InboxMessage.read_at.is_(None))
         if category:
             q = q.where(InboxMessage.category == category)
-        res = await session.execute(q.values(read_at=utcnow()))
-    return res.rowcount or 0
+        changed = (await session.execute(q.values(read_at=now))).rowcount or 0
+        shared = _shared(principal)
+        if shared:
+            unread = (select(InboxMessage.id, literal(principal.sub), literal(now, UTCDateTime))
+                      .select_from(InboxMessage.__table__.outerjoin(InboxRead.__table__, and_(
+                          InboxRead.message_id == InboxMessage.id, InboxRead.reader == principal.sub)))
+                      .where(InboxMessage.recipient.in_(shared), InboxRead.read_at.is_(None)))
+            if category:
+                unread = unread.where(InboxMessage.category == category)
+            stmt = pg_insert(InboxRead.__table__).from_select(["message_id", "reader", "read_at"], unread)
+            stmt = stmt.on_conflict_do_update(index_elements=["message_id", "reader"], set_={"read_at": now},
+                                              where=InboxRead.__table__.c.read_at.is_(None))
+            changed += (await session.execute(stmt)).rowcount or 0
+    return changed
 
 
 async def public_feed(*, session: AsyncSession, limit: int = 50) -> list[InboxMessage]:
@@ -152,6 +210,9 @@ async def effective_preferences(*, session: AsyncSession, recipient: str) -> lis
             enabled, source = channel_enabled(cat, ch, stored)
             out.append(EffectivePreference(category=cat.name, channel=ch.value, enabled=enabled, source=source,
                                            locked=cat.critical and ch in cat.default_channels))
+        batched, source = inbox_digested(cat, stored)
+        out.append(EffectivePreference(category=cat.name, channel=Channel.DIGEST.value, enabled=batched,
+                                       source=source, locked=cat.critical))
     return out
 
 
@@ -190,8 +251,21 @@ async def put_profile(*, session: AsyncSession, recipient: str, data: ProfileUpd
 # --- webhooks --------------------------------------------------------------------------------------------------------
 
 
-async def create_webhook(*, session: AsyncSession, data: WebhookCreate, actor: Principal) -> WebhookSubscription:
-    """Subscribe a system to signed events; returns the subscription with its secret (shown this once)."""
+async def create_webhook(
+    *, session: AsyncSession, data: WebhookCreate, actor: Principal, allow_private: bool = False,
+) -> WebhookSubscription:
+    """Subscribe a system to signed events; returns the subscription with its secret (shown this once).
+
+    Every pattern must select at least one event notify acts on (a misspelt name would never fire), and the URL must
+    be a public endpoint unless `allow_private`."""
+    unknown = unknown_event_patterns(data.events)
+    if unknown:
+        raise Unprocessable(f"no event is named by {', '.join(map(repr, unknown))}; valid event names: "
+                            f"{', '.join(sorted(RULES))} ('*' wildcards allowed)", unknown=unknown,
+                            valid_events=sorted(RULES))
+    refused = await webhook_target_problem(str(data.url), allow_private=allow_private)
+    if refused:
+        raise Unprocessable(f"webhook URL refused: {refused}", url=str(data.url))
     async with session.begin():
         sub = WebhookSubscription(name=data.name, url=str(data.url), events=data.events,
                                   secret=data.secret or secrets.token_urlsafe(32), created_by=actor.sub)
@@ -291,6 +365,7 @@ async def record_sms_receipt(
         d.version += 1
         d.updated_at = utcnow()
         await stage_delivery(session, stager, d)
+    count_outcome(d.channel, d.status)
     return d
 
 

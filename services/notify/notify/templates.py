@@ -32,10 +32,17 @@ def sh_time(value: Any) -> str:
     return str(value)
 
 
+# Codes the registry sends, worded for Chinese readers (an unknown code is shown as it is); filled further down.
+KIND_ZH: dict[str, str] = {}
+DISTRICT_ZH: dict[str, str] = {}
+
+
 def _environment(*, strict: bool = False) -> SandboxedEnvironment:
     env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined if strict else Undefined,
                                trim_blocks=True, lstrip_blocks=True)
     env.filters["sh_time"] = sh_time
+    env.globals["kind_zh"] = KIND_ZH
+    env.globals["district_zh"] = DISTRICT_ZH
     return env
 
 
@@ -120,12 +127,17 @@ _BUILTIN: dict[str, dict[str, T]] = {
         "en": ("Placement: {{ data.position_title }}",
                "In \"{{ data.round_name }}\" you were placed in \"{{ data.position_title }}\"."),
     },
+    # Reasons are shown in the reader's language: each code comes with its Chinese and English wording (the English
+    # `reason` summary of older events is shown to English readers only).
     "matching.placement.unplaced": {
         "zh-CN": ("实习岗位分配结果：未分配",
                   "在“{{ data.round_name }}”中，您暂未被分配岗位。"
-                  "{% if data.reason %}原因：{{ data.reason }}{% endif %}"),
+                  "{% if data.reasons %}原因：{% for r in data.reasons %}{{ r.detail_zh }}"
+                  "{% if not loop.last %}；{% endif %}{% endfor %}。{% endif %}"),
         "en": ("Placement: not placed",
-               "In \"{{ data.round_name }}\" you were not placed.{% if data.reason %} Reason: {{ data.reason }}"
+               "In \"{{ data.round_name }}\" you were not placed."
+               "{% if data.reasons %} Reason: {% for r in data.reasons %}{{ r.detail_en }}"
+               "{% if not loop.last %}; {% endif %}{% endfor %}.{% elif data.reason %} Reason: {{ data.reason }}"
                "{% endif %}"),
     },
     "registry.institution.registered": {
@@ -152,23 +164,109 @@ for _status, _zh in _MATCH_ZH.items():
                f"The match on \"{{{{ data.opportunity_title }}}}\" is now {_status}."),
     }
 
-_CERT_ZH = {"applied": "认定申请已提交", "reviewed": "认定申请已审核", "announced": "认定结果公示",
-            "objection_raised": "公示期收到异议", "evaluated": "年度评价完成", "certified": "认定通过",
-            "rectification_required": "需要整改", "withdrawn": "认定申请已撤回", "revoked": "认定资格已撤销"}
-for _status, _zh in _CERT_ZH.items():
-    _BUILTIN[f"registry.certification.{_status}"] = {
-        "zh-CN": (f"产教融合型企业{_zh}：{{{{ data.enterprise_name }}}}",
-                  f"{{{{ data.enterprise_name }}}}（{{{{ data.batch_name }}}}）：{_zh}。"
-                  "{% if data.evaluation_result %}评价结果：{{ data.evaluation_result }}。{% endif %}"),
-        "en": (f"Certification {_status.replace('_', ' ')}: {{{{ data.enterprise_name }}}}",
-               f"{{{{ data.enterprise_name }}}} ({{{{ data.batch_name }}}}): {_status.replace('_', ' ')}."),
-    }
+# Certification: each step says what happened, in the words the enterprise needs, with the office's note where it
+# gives a reason. `reviewed` carries two outcomes (data.status `reviewed` or `rejected`).
+_CERT_NEXT_ZH = "如有疑问，请联系市产教融合协同育人办公室。"
+_CERT_NEXT_EN = "Questions: contact the municipal industry-education integration office."
+_NOTE_ZH = "{% if data.note %}说明：{{ data.note }}。{% endif %}"
+_NOTE_EN = "{% if data.note %} Note: {{ data.note }}.{% endif %}"
+_WHO = "{{ data.enterprise_name }}{% if data.batch_name %}（{{ data.batch_name }}）{% endif %}"
+_WHO_EN = "{{ data.enterprise_name }}{% if data.batch_name %} ({{ data.batch_name }}){% endif %}"
+_CERT: dict[str, tuple[T, T]] = {
+    "applied": (("产教融合型企业认定申请已提交：{{ data.enterprise_name }}",
+                 f"{_WHO}的认定申请已提交，办公室审核后将通知结果。"),
+                ("Certification application submitted: {{ data.enterprise_name }}",
+                 f"{_WHO_EN} applied for certification; the office will review it and tell you the outcome.")),
+    "reviewed": (("{% if data.status == 'rejected' %}产教融合型企业认定申请未通过审核{% else %}"
+                  "产教融合型企业认定申请已通过审核{% endif %}：{{ data.enterprise_name }}",
+                  "{% if data.status == 'rejected' %}"
+                  f"很遗憾，{_WHO}的认定申请未通过审核。"
+                  "{% if data.note %}原因：{{ data.note }}。{% endif %}"
+                  f"您可按意见完善材料后，在后续批次重新申请。{_CERT_NEXT_ZH}"
+                  "{% else %}"
+                  f"{_WHO}的认定申请已通过审核，等待认定决定。{_NOTE_ZH}"
+                  "{% endif %}"),
+                 ("{% if data.status == 'rejected' %}Certification application rejected{% else %}"
+                  "Certification application passed review{% endif %}: {{ data.enterprise_name }}",
+                  "{% if data.status == 'rejected' %}"
+                  f"The certification application of {_WHO_EN} did not pass review."
+                  "{% if data.note %} Reason: {{ data.note }}.{% endif %}"
+                  f" You may improve the application and apply again in a later batch. {_CERT_NEXT_EN}"
+                  "{% else %}"
+                  f"The certification application of {_WHO_EN} passed review and awaits the decision.{_NOTE_EN}"
+                  "{% endif %}")),
+    "certified": (("产教融合型企业认定通过：{{ data.enterprise_name }}",
+                   f"{_WHO}已通过产教融合型企业认定，公示后列入名单。{_NOTE_ZH}"),
+                  ("Certified: {{ data.enterprise_name }}",
+                   f"{_WHO_EN} is certified as an industry-education integration enterprise; it joins the public "
+                   f"list once announced.{_NOTE_EN}")),
+    "announced": (("产教融合型企业认定结果公示：{{ data.enterprise_name }}",
+                   f"{_WHO}已列入公示名单。"
+                   "{% if data.objection_deadline %}公示期至 {{ data.objection_deadline | sh_time }}。{% endif %}"),
+                  ("Certification announced: {{ data.enterprise_name }}",
+                   f"{_WHO_EN} is on the public list."
+                   "{% if data.objection_deadline %} Objections may be raised until "
+                   "{{ data.objection_deadline | sh_time }} (Shanghai time).{% endif %}")),
+    "objection_raised": (("公示期收到异议：{{ data.enterprise_name }}",
+                          f"{_WHO}在公示期内收到异议，办公室将核查后作出决定。{_NOTE_ZH}"),
+                         ("Objection raised: {{ data.enterprise_name }}",
+                          f"An objection to {_WHO_EN} was raised during the publicity window; the office will "
+                          f"investigate and decide.{_NOTE_EN}")),
+    "evaluated": (("产教融合型企业年度评价完成：{{ data.enterprise_name }}",
+                   f"{_WHO}的年度评价已完成"
+                   "{% if data.evaluation_result %}，结果：{{ data.evaluation_result }}{% endif %}。"),
+                  ("Annual evaluation complete: {{ data.enterprise_name }}",
+                   f"The annual evaluation of {_WHO_EN} is complete"
+                   "{% if data.evaluation_result %}: {{ data.evaluation_result }}{% endif %}.")),
+    "rectification_required": (("产教融合型企业需要整改：{{ data.enterprise_name }}",
+                                f"{_WHO}的年度评价要求整改。{_NOTE_ZH}请在规定期限内完成整改并提交材料。"
+                                f"{_CERT_NEXT_ZH}"),
+                               ("Rectification required: {{ data.enterprise_name }}",
+                                f"The annual evaluation of {_WHO_EN} requires rectification.{_NOTE_EN} Complete it "
+                                f"within the set period and submit the evidence. {_CERT_NEXT_EN}")),
+    "withdrawn": (("产教融合型企业认定已撤回：{{ data.enterprise_name }}", f"{_WHO}已退出认定。{_NOTE_ZH}"),
+                  ("Certification withdrawn: {{ data.enterprise_name }}",
+                   f"{_WHO_EN} has left the certification scheme.{_NOTE_EN}")),
+    "revoked": (("产教融合型企业认定资格已撤销：{{ data.enterprise_name }}",
+                 f"{_WHO}的产教融合型企业认定资格已被撤销。"
+                 "{% if data.note %}原因：{{ data.note }}。{% endif %}"
+                 f"{_CERT_NEXT_ZH}"),
+                ("Certification revoked: {{ data.enterprise_name }}",
+                 f"The certification of {_WHO_EN} has been revoked."
+                 "{% if data.note %} Reason: {{ data.note }}.{% endif %}"
+                 f" {_CERT_NEXT_EN}")),
+}
+for _status, (_zh, _en) in _CERT.items():
+    _BUILTIN[f"registry.certification.{_status}"] = {"zh-CN": _zh, "en": _en}
+
+KIND_ZH.update({"university": "本科高校", "vocational_secondary": "中职学校", "vocational_higher": "高职院校",
+           "vocational_bachelor": "职业本科", "technician_college": "技工院校", "enterprise": "企业",
+           "industry_association": "行业协会", "research_institute": "科研院所"})
+DISTRICT_ZH.update({"huangpu": "黄浦区", "xuhui": "徐汇区", "changning": "长宁区", "jingan": "静安区",
+                    "putuo": "普陀区",
+               "hongkou": "虹口区", "yangpu": "杨浦区", "minhang": "闵行区", "baoshan": "宝山区", "jiading": "嘉定区",
+               "pudong": "浦东新区", "jinshan": "金山区", "songjiang": "松江区", "qingpu": "青浦区",
+               "fengxian": "奉贤区", "chongming": "崇明区", "lingang": "临港新片区"})
+_BUILTIN["registry.institution.registered"]["zh-CN"] = (
+    "新机构入驻：{{ data.name_zh }}",
+    "{{ data.name_zh }}（{{ kind_zh.get(data.kind, data.kind) }}，{{ district_zh.get(data.district, data.district) }}）"
+    "已登记到平台。")
+
+_INSTITUTION_STATUS_ZH = ("{{ {'active': '正常', 'inactive': '暂停', 'withdrawn': '已退出'}"
+                          ".get(data.status, data.status) }}")
+_BUILTIN["registry.institution.status_changed"]["zh-CN"] = (
+    "机构状态变更：{{ data.name_zh }}", f"{{{{ data.name_zh }}}} 的状态已变更为“{_INSTITUTION_STATUS_ZH}”。")
 
 DIGEST: dict[str, T] = {
     "zh-CN": ("进展动态汇总（{{ items | length }} 条）",
               "{% for i in items %}· {{ i.title }}\n  {{ i.body }}\n{% endfor %}"),
     "en": ("Digest of {{ items | length }} updates",
            "{% for i in items %}- {{ i.title }}\n  {{ i.body }}\n{% endfor %}"),
+}
+
+INBOX_DIGEST: dict[str, T] = {
+    "zh-CN": ("平台动态汇总（{{ items | length }} 条）", "{% for i in items %}· {{ i.title }}\n{% endfor %}"),
+    "en": ("Platform digest of {{ items | length }} updates", "{% for i in items %}- {{ i.title }}\n{% endfor %}"),
 }
 
 SAMPLES: dict[str, dict[str, Any]] = {
@@ -179,7 +277,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
                  "position_title": "芯片测试工程师助理", "reason": None},
     "registry": {"name_zh": "上海临港经济发展（集团）有限公司", "kind": "enterprise", "district": "lingang",
                  "status": "active", "enterprise_name": "上海临港经济发展（集团）有限公司",
-                 "batch_name": "2026 年第一批", "evaluation_result": None},
+                 "batch_name": "2026 年第一批", "evaluation_result": None, "note": None,
+                 "objection_deadline": None},
 }
 
 

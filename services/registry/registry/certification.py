@@ -68,13 +68,14 @@ async def list_batches(*, session: AsyncSession) -> list[CertificationBatch]:
     return list(rows.scalars())
 
 
-def payload(cert: Certification, batch: CertificationBatch | None, action: str | None) -> CertificationPayload:
-    """The event payload of a certification file."""
+def payload(cert: Certification, batch: CertificationBatch | None, action: str | None,
+            note: str | None = None) -> CertificationPayload:
+    """The event payload of a certification file (`note`: the office's note on this step)."""
     return CertificationPayload(
         id=cert.id, institution_id=cert.institution_id, enterprise_name=cert.enterprise_name, batch_id=cert.batch_id,
         batch_name=batch.name if batch else None, year=batch.year if batch else None, status=cert.status,
         is_certified=cert.status in CERTIFIED_STATES, evaluation_result=cert.evaluation_result, action=action,
-        objection_deadline=cert.objection_deadline, version=cert.version, updated_at=cert.updated_at,
+        note=note, objection_deadline=cert.objection_deadline, version=cert.version, updated_at=cert.updated_at,
     )
 
 
@@ -166,7 +167,7 @@ async def step(
         cert.history = [*cert.history, entry]
         await session.flush()
         contract = CERTIFICATION_EVENTS[CERT_EVENT_FOR_ACTION[action]]
-        await stager.stage(session, contract, key=cert.id, payload=payload(cert, batch, action.value))
+        await stager.stage(session, contract, key=cert.id, payload=payload(cert, batch, action.value, note))
         await service.set_certification_status(session=session, stager=stager, institution_id=cert.institution_id,
                                                certification_status=cert.status, actor=service.actor_label(actor))
     return cert

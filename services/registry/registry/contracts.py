@@ -106,6 +106,7 @@ class CertificationPayload(BaseModel):
     is_certified: bool = Field(description="whether the enterprise counts as certified right now")
     evaluation_result: str | None = Field(default=None, examples=["passed"])
     action: str | None = Field(default=None, description="the lifecycle step that produced this event")
+    note: str | None = Field(default=None, description="the office's note on this step (a rejection's reason)")
     objection_deadline: datetime | None = Field(default=None, description="end of the publicity window")
     version: int
     updated_at: datetime

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.contact import EmailAddress, PhoneNumber
 from common.identifiers import canonical_code
 from registry.domain import (
     SCHOOL_KINDS,
@@ -59,8 +60,8 @@ class InstitutionBase(BaseModel):
     keywords: list[str] = Field(default_factory=list, max_length=50)
     website: str | None = Field(default=None, max_length=300)
     contact_name: str | None = Field(default=None, max_length=100)
-    contact_phone: str | None = Field(default=None, max_length=40)
-    contact_email: str | None = Field(default=None, max_length=200)
+    contact_phone: PhoneNumber | None = Field(default=None, max_length=40)
+    contact_email: EmailAddress | None = Field(default=None, max_length=200)
 
 
 class InstitutionCreate(InstitutionBase):
@@ -103,8 +104,8 @@ class InstitutionUpdate(BaseModel):
     keywords: list[str] | None = Field(default=None, max_length=50)
     website: str | None = Field(default=None, max_length=300)
     contact_name: str | None = Field(default=None, max_length=100)
-    contact_phone: str | None = Field(default=None, max_length=40)
-    contact_email: str | None = Field(default=None, max_length=200)
+    contact_phone: PhoneNumber | None = Field(default=None, max_length=40)
+    contact_email: EmailAddress | None = Field(default=None, max_length=200)
 
     @field_validator("uscc")
     @classmethod
@@ -417,8 +418,8 @@ class MentorCreate(BaseModel):
     institution_id: str
     title: MentorTitle
     name: str = Field(min_length=1, max_length=100)
-    phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=200)
+    phone: PhoneNumber | None = Field(default=None, max_length=40)
+    email: EmailAddress | None = Field(default=None, max_length=200)
     id_number: str | None = Field(default=None, max_length=30)
     industries: list[Industry] = Field(default_factory=list, max_length=20)
     expertise: str | None = Field(default=None, max_length=500)
@@ -431,8 +432,8 @@ class MentorUpdate(BaseModel):
 
     title: MentorTitle | None = None
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    phone: str | None = Field(default=None, max_length=40)
-    email: str | None = Field(default=None, max_length=200)
+    phone: PhoneNumber | None = Field(default=None, max_length=40)
+    email: EmailAddress | None = Field(default=None, max_length=200)
     industries: list[Industry] | None = Field(default=None, max_length=20)
     expertise: str | None = Field(default=None, max_length=500)
 

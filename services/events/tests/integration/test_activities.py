@@ -172,3 +172,60 @@ async def test_the_registry_projection_follows_updates_ignores_stale_versions_an
         await svc.idle()
         refused = await svc.http.post("/activities", json=activity_body(org), headers=OFFICE)
         assert refused.status_code == 422 and "not active" in refused.json()["detail"]
+
+
+async def test_activities_and_the_calendar_feed_page_by_cursor_and_sessions_are_their_own_vevents(broker):
+    org = new_id()
+    async with events_service(broker) as svc:
+        await feed_institutions(svc, broker, (org, "上海电子信息职业技术学院"))
+        ids = []
+        for day in range(20, 25):
+            act = (await svc.http.post("/activities", json=activity_body(
+                org, title_zh=f"分页活动{day}", starts_at=f"2027-06-{day}T09:00:00",
+                ends_at=f"2027-06-{day}T17:00:00"), headers=OFFICE)).json()
+            await svc.http.post(f"/activities/{act['id']}/transitions", json={"status": "published"}, headers=OFFICE)
+            ids.append(act["id"])
+        forum = ids[0]
+        for title, start, end, venue in (("人工智能分论坛", "10:00", "12:00", "A 厅"),
+                                         ("集成电路分论坛", "14:00", "16:00", None)):
+            r = await svc.http.post(f"/activities/{forum}/sessions", headers=OFFICE, json={
+                "title_zh": title, "starts_at": f"2027-06-20T{start}:00", "ends_at": f"2027-06-20T{end}:00",
+                "venue": venue})
+            assert r.status_code == 201, r.text
+
+        # GET /activities: every published activity once, in start order, two at a time
+        seen, cursor = [], None
+        while True:
+            page = (await svc.http.get("/activities", params={"limit": 2, **({"cursor": cursor} if cursor else {})}))
+            body = page.json()
+            assert len(body["items"]) <= 2
+            seen += [a["id"] for a in body["items"]]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        assert [i for i in seen if i in ids] == ids and len(seen) == len(set(seen))
+        bad = await svc.http.get("/activities", params={"cursor": "not-a-cursor"})
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+
+        # the feed: bounded documents linked by rel="next"; each session its own VEVENT related to its activity
+        uids, url, documents = [], "/calendar.ics?limit=2", 0
+        while url:
+            r = await svc.http.get(url)
+            assert r.status_code == 200
+            documents += 1
+            uids += [str(e["uid"]).split("@")[0] for e in Calendar.from_ical(r.content).walk("VEVENT")]
+            link = r.headers.get("link")
+            url = link[link.index("<") + 1:link.index(">")].removeprefix("http://events") if link else None
+        assert documents >= 3 and set(ids) <= set(uids) and len(uids) == len(set(uids))
+
+        cal = Calendar.from_ical((await svc.http.get(f"/activities/{forum}/calendar.ics")).content)
+        events = cal.walk("VEVENT")
+        assert len(events) == 3, "the activity and its two sessions"
+        sessions = [e for e in events if "related-to" in e]
+        assert sorted(str(e["summary"]) for e in sessions) == ["分页活动20 · 人工智能分论坛",
+                                                               "分页活动20 · 集成电路分论坛"]
+        ai = next(e for e in sessions if "人工智能" in str(e["summary"]))
+        assert ai.decoded("dtstart").isoformat() == "2027-06-20T10:00:00+08:00"
+        assert str(ai["location"]) == "A 厅" and str(ai["related-to"]).startswith(forum)
+        other = next(e for e in sessions if "集成电路" in str(e["summary"]))
+        assert str(other["location"]) == "临港会议中心", "a session without a venue is at the activity's"

@@ -223,7 +223,7 @@ async def test_expired_proposals_and_merges_follow_the_successor(broker):
             registry_event("registry.institution.registered", sentinel, sentinel["id"]),
         ], key=old["id"].encode())  # same key, same partition: the sentinel is applied after the stale update
         await wait_known(svc, sentinel["id"])
-        raw = (await svc.http.get("/institutions")).json()
+        raw = (await svc.http.get("/institutions")).json()["items"]
         assert next(x for x in raw if x["id"] == old["id"])["name_zh"] == old["name_zh"]
 
 
@@ -309,6 +309,7 @@ async def test_placement_round_places_stably_and_explains_to_the_unplaced(broker
                                   headers=auth("member", sub=unplaced))
         assert mine.status_code == 200 and mine.json()["status"] == "unplaced"
         assert all(x["reason"] in ("full_of_higher_ranked", "seats_reserved") for x in mine.json()["reasons"])
+        assert all(x["detail_zh"] and x["detail"] for x in mine.json()["reasons"]), "worded in both languages"
         other = await svc.http.get(f"/placement-rounds/{rnd['id']}/participants/s2", headers=auth("member", sub="s9"))
         assert other.status_code == 403
         records = await read_topic(broker.bootstrap, "matching.placement.v1",
@@ -317,6 +318,9 @@ async def test_placement_round_places_stably_and_explains_to_the_unplaced(broker
         kinds = sorted(x["type"].removeprefix(PREFIX) for x in mine_records)
         assert kinds.count("matching.placement.assigned") == 3 and kinds.count("matching.placement.unplaced") == 2
         assert kinds.count("matching.placement.round_published") == 1
+        unplaced_event = next(x["data"] for x in mine_records if x["type"].endswith(".unplaced"))
+        assert unplaced_event["reasons"] and all(r["code"] and r["detail_zh"] and r["detail_en"]
+                                                 for r in unplaced_event["reasons"])
 
 
 async def test_the_projection_upsert_ignores_older_versions_and_keeps_a_certification_seen_first(broker):
@@ -339,5 +343,27 @@ async def test_the_projection_upsert_ignores_older_versions_and_keeps_a_certific
         await wait_known(svc, inst["id"], name_zh="嘉定汽车科技", version=3)
         await publish_institutions(broker.bootstrap, certified_first)
         await wait_known(svc, certified_first["id"], certified=True)
-        raw = (await svc.http.get("/institutions")).json()
+        raw = (await svc.http.get("/institutions")).json()["items"]
         assert next(x for x in raw if x["id"] == inst["id"])["name_zh"] == "嘉定汽车科技"
+
+
+async def test_institutions_are_listed_in_cursor_pages_by_name(broker):
+    tag = uuid.uuid4().hex[:6]
+    insts = [institution(f"分页{tag}企业{i}", "songjiang", [], [], iid=f"{tag}-{i}") for i in range(5)]
+    async with run_service(matching.main.create_app, Settings, broker=broker,
+                           db_url=await fresh_database("matching")) as svc:
+        await publish_institutions(broker.bootstrap, *insts)
+        for inst in insts:
+            await wait_known(svc, inst["id"])
+        seen, cursor = [], None
+        while True:
+            params = {"district": "songjiang", "limit": 2, **({"cursor": cursor} if cursor else {})}
+            body = (await svc.http.get("/institutions", params=params)).json()
+            assert len(body["items"]) <= 2
+            seen += [x["name_zh"] for x in body["items"]]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        assert seen == sorted(seen) and [n for n in seen if tag in n] == [f"分页{tag}企业{i}" for i in range(5)]
+        bad = await svc.http.get("/institutions", params={"cursor": "x"})
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")

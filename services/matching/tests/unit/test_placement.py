@@ -8,6 +8,7 @@ import pytest
 
 from matching import reference
 from matching.placement import (
+    REASON_TEXT,
     Applicant,
     PlacementInputError,
     PlacementProblem,
@@ -196,3 +197,17 @@ def test_inconsistent_rounds_are_refused_with_a_reason(bad, fragment):
     kwargs.update(bad)
     with pytest.raises(PlacementInputError, match=fragment):
         solve(PlacementProblem(**kwargs))
+
+
+def test_every_unplaced_reason_is_worded_in_chinese_and_english():
+    positions = (Position(id="x", title="数控加工实习岗", capacity=1, ranking=("a2", "a1")),)
+    apps = (Applicant(id="a1", preferences=("x",)), Applicant(id="a2", preferences=("x",)),
+            Applicant(id="a3", preferences=("x",)), Applicant(id="a4", preferences=()))
+    result = solve(PlacementProblem(positions=positions, applicants=apps, seed=1))
+    full = result.unplaced["a1"][0]
+    assert full["detail"] == "数控加工实习岗 filled its 1 seats with 1 higher-standing applicants"
+    assert full["detail_zh"] == "“数控加工实习岗”的 1 个名额已由 1 位排名更靠前的申请人占满"
+    assert "未将您列入" in result.unplaced["a3"][0]["detail_zh"]
+    assert result.unplaced["a4"][0]["detail_zh"] == "志愿表中没有填写岗位"
+    for code, (en, zh) in REASON_TEXT.items():
+        assert en.isascii() and any("\u4e00" <= ch <= "\u9fff" for ch in zh), code

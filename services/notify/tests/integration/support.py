@@ -113,7 +113,7 @@ class HttpReceiver:
 
 TEST_SETTINGS = dict(
     dispatch_interval_seconds=0.05, retry_base_seconds=0.05, retry_cap_seconds=0.2, quiet_start="00:00",
-    quiet_end="00:00", send_timeout_seconds=5.0,
+    quiet_end="00:00", send_timeout_seconds=5.0, webhook_allow_private_networks=True,
 )
 
 

@@ -73,7 +73,7 @@ async def test_email_goes_over_smtp_with_its_headers_and_honest_status_and_prefe
             assert msg["X-CJRH-Event-Id"] == proposed_id and msg["X-CJRH-Category"] == "match"
             assert msg["Message-ID"] == f"<{d['id']}@notify.platform.cjrh.sh.cn>"
             assert msg["Auto-Submitted"] == "auto-generated"
-            assert "关于“智能制造现代产业学院共建”的对接" in msg.get_content()
+            assert "关于“智能制造现代产业学院共建”的对接" in msg.get_body(("plain",)).get_content()
             assert d["channel"] == "email" and d["attempts"] == 1 and d["address"] == "wang@example.cn"
 
             # who sees which delivery: the institution's admin (address masked), not a member
@@ -231,7 +231,8 @@ async def test_quiet_hours_delay_normal_email_but_not_critical_email_and_sms_and
             subjects = sorted(m["Subject"] for m in smtp.messages)
             assert "进展动态汇总（2 条）" in subjects
             digest = next(m for m in smtp.messages if m["Subject"] == "进展动态汇总（2 条）")
-            assert "认定申请已提交" in digest.get_content() and "认定申请已审核" in digest.get_content()
+            text = digest.get_body(("plain",)).get_content()
+            assert "认定申请已提交" in text and "认定申请已通过审核" in text
             assert digest["To"] == "wang@example.cn"
             assert any(s.startswith("Registration confirmed") for s in subjects)
 

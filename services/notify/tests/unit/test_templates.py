@@ -65,3 +65,58 @@ def test_memoised_rendering_depends_on_exactly_the_fields_a_template_reads():
 def test_templates_that_could_differ_between_renders_are_not_memoised():
     assert templates._reads("{{ [1, 2, 3] | random }}") is None
     assert templates._reads("{{ lipsum(1) }}") is None
+
+
+def _cert(status: str, note: str | None = None) -> dict:
+    return {"data": {"enterprise_name": "上海临港智造有限公司", "batch_name": "2026 年第一批", "status": status,
+                     "note": note, "evaluation_result": None, "objection_deadline": None}}
+
+
+def test_a_rejected_certification_review_says_rejected_with_the_reason_at_normal_priority():
+    rule = RULES["registry.certification.reviewed"]
+    assert rule.category_for(_cert("rejected")["data"]) == "certification"
+    assert rule.category_for(_cert("reviewed")["data"]) == "progress"
+    zh = render_for("registry.certification.reviewed", "zh-CN", _cert("rejected", "申报材料缺少年度合作报告"), {})
+    assert "未通过审核" in zh.title and "已审核" not in zh.title
+    assert "原因：申报材料缺少年度合作报告" in zh.body and "重新申请" in zh.body
+    en = render_for("registry.certification.reviewed", "en", _cert("rejected", "missing report"), {})
+    assert "rejected" in en.title and "Reason: missing report" in en.body and "apply again" in en.body
+    passed = render_for("registry.certification.reviewed", "zh-CN", _cert("reviewed"), {})
+    assert "已通过审核" in passed.title and "未通过" not in passed.body
+
+
+@pytest.mark.parametrize("event", sorted(e for e in RULES if e.startswith("registry.certification.")))
+def test_every_certification_message_names_what_happened_not_a_status_code(event):
+    status = event.rsplit(".", 1)[1]
+    for locale in templates.LOCALES:
+        out = render_for(event, locale, _cert(status), {})
+        text = out.title + out.body
+        assert "None" not in text and "{{" not in text
+        if locale == "zh-CN":
+            assert not any(word in text for word in ("rejected", "reviewed", "rectification", "objection_raised"))
+
+
+def test_institution_status_is_worded_in_chinese():
+    out = render_for("registry.institution.status_changed", "zh-CN",
+                     {"data": {"name_zh": "上海电机学院", "status": "inactive"}}, {})
+    assert "暂停" in out.body and "inactive" not in out.body
+
+
+def test_a_placement_reason_is_shown_in_the_readers_language():
+    english = "数控加工实习岗 filled its 1 seats with 1 higher-standing applicants"
+    data = {"round_name": "2026 春季实习分配", "reason": english, "reasons": [
+        {"code": "full_of_higher_ranked", "position_id": "p1", "detail_en": english,
+         "detail_zh": "“数控加工实习岗”的 1 个名额已由 1 位排名更靠前的申请人占满"}]}
+    zh = render_for("matching.placement.unplaced", "zh-CN", {"data": data}, {})
+    assert "原因：“数控加工实习岗”的 1 个名额已由 1 位排名更靠前的申请人占满。" in zh.body
+    assert "filled" not in zh.body and "seats" not in zh.body
+    en = render_for("matching.placement.unplaced", "en", {"data": data}, {})
+    assert "Reason: 数控加工实习岗 filled its 1 seats" in en.body
+    older = render_for("matching.placement.unplaced", "zh-CN", {"data": {**data, "reasons": []}}, {})
+    assert "filled" not in older.body, "an English-only reason is not shown to a Chinese reader"
+
+
+def test_a_new_institution_is_worded_in_chinese_for_chinese_readers():
+    data = {"data": {"name_zh": "上海临港智造有限公司", "kind": "enterprise", "district": "lingang"}}
+    zh = render_for("registry.institution.registered", "zh-CN", data, {})
+    assert zh.body == "上海临港智造有限公司（企业，临港新片区）已登记到平台。"

@@ -132,7 +132,8 @@ async def test_substring_search_filters_and_cursor_pages(reg):
 
 async def test_merge_withdraws_the_duplicate_with_a_successor_link_and_says_so_on_the_topic(reg, broker):
     keep = await create(reg, enterprise("上海合并保留有限公司"))
-    dup = await create(reg, enterprise("上海合并保留有限公司（重复）", contact_name="王五", contact_phone="1"))
+    dup = await create(reg, enterprise("上海合并保留有限公司（重复）", contact_name="王五",
+                                       contact_phone="13800000001"))
     merged = await reg.http.post(f"/institutions/{dup['id']}/merge",
                                  json={"successor_id": keep["id"], "reason": "duplicate entry"}, headers=OFFICE)
     assert merged.status_code == 200, merged.text

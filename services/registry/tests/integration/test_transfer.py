@@ -40,7 +40,7 @@ async def search(reg, q: str) -> list[dict]:
 
 async def test_an_all_or_nothing_import_with_one_bad_row_applies_nothing(reg):
     rows = [
-        ["enterprise", "上海原子导入甲有限公司", new_uscc(), "", "浦东新区", "集成电路;人工智能", "赵", "1"],
+        ["enterprise", "上海原子导入甲有限公司", new_uscc(), "", "浦东新区", "集成电路;人工智能", "赵", "13800000001"],
         ["enterprise", "上海原子导入乙有限公司", "91350100M000100Y4A", "", "pudong", "", "", ""],
         ["university", "上海原子导入大学", "", new_school_code(), "yangpu", "", "", ""],
     ]
@@ -60,7 +60,7 @@ async def test_a_lenient_import_applies_the_valid_rows_and_reports_the_rest(reg)
         headers=OFFICE)).json()
     twin = new_uscc()
     rows = [
-        ["enterprise", "上海宽松导入甲有限公司", twin, "", "浦东新区", "集成电路", "赵", "1"],
+        ["enterprise", "上海宽松导入甲有限公司", twin, "", "浦东新区", "集成电路", "赵", "13800000001"],
         ["enterprise", "上海宽松导入重复有限公司", twin, "", "pudong", "", "", ""],
         ["enterprise", "上海宽松导入已有有限公司", existing["uscc"], "", "pudong", "", "", ""],
         ["enterprise", "上海宽松导入无区有限公司", new_uscc(), "", "火星", "", "", ""],
@@ -83,7 +83,7 @@ async def test_a_lenient_import_applies_the_valid_rows_and_reports_the_rest(reg)
 
 
 async def test_xlsx_import_and_export_round_trip(reg):
-    rows = [["enterprise", f"上海表格导入{i}有限公司", new_uscc(), "", "lingang", "biomedicine", "钱", "2"]
+    rows = [["enterprise", f"上海表格导入{i}有限公司", new_uscc(), "", "lingang", "biomedicine", "钱", "13800000002"]
             for i in range(3)]
     r = await reg.http.post("/institutions/import", params={"atomic": "true"}, content=sheet_xlsx(rows),
                             headers={**OFFICE, **XLSX_TYPE})
