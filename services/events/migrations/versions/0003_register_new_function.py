@@ -7,8 +7,7 @@ called on its own (autocommit), the lock is taken and released within one statem
 each of its statements a fresh snapshot under READ COMMITTED, so the seat count after the lock sees every
 registration committed before it, which one plain SQL statement (one snapshot, taken before the lock) cannot.
 
-The status literals are those of events.domain (HOLDS_SEAT: confirmed, offered; waitlisted). PostgreSQL only: on
-SQLite (the embedded default) registrations take the ORM path, where the whole database is one lock anyway.
+The status literals are those of events.domain (HOLDS_SEAT: confirmed, offered; waitlisted).
 
 Revision ID: 0003
 Revises: 0002
