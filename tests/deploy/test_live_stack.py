@@ -1,6 +1,6 @@
 """The deployment's process model for real: the container commands (migrate, topics, api, worker) run as processes
-against the session's Kafka broker and fresh PostgreSQL databases, a real Prometheus scrapes them, and the events they publish
-validate against the AsyncAPI document."""
+against the session's Kafka broker and fresh PostgreSQL databases, a real Prometheus scrapes them, and the events they
+publish validate against the AsyncAPI document."""
 
 from __future__ import annotations
 

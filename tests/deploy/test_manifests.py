@@ -201,6 +201,8 @@ def test_every_kubernetes_process_gets_an_issuer_an_audience_and_the_secret_it_s
         for d in docs:
             if d["kind"] not in ("Deployment", "Job"):
                 continue
+            if d["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "cjrh-platform":
+                continue  # not a platform process (e.g. the dev overlay's Mailpit)
             for c in _containers(d) if d["kind"] == "Deployment" else d["spec"]["template"]["spec"]["containers"]:
                 env: dict[str, str] = {}
                 for src in c.get("envFrom", []):

@@ -40,6 +40,7 @@ from tests.support.harness import (
     partitions_of,
     produce,
     run_service,
+    tooling_security,
     wait_until,
 )
 
@@ -113,7 +114,8 @@ def codes(responses) -> list[int]:
 async def published(svc: Service, broker, topic: str, key: str) -> list[tuple[str, dict]]:
     """(event name, data) of every event published on `topic` for `key` once the service's outbox is empty."""
     await svc.idle()
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, group_id=None,
+                                **tooling_security(broker.bootstrap).client_kwargs())
     await consumer.start()
     try:
         tps = await partitions_of(consumer, topic)

@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select
 from common.consumer import EventConsumer, PoisonMessage, subscribe
 from common.events import CloudEvent
 from common.service import ensure_topics
-from tests.support.harness import fresh_database, produce, read_topic, wait_until
+from tests.support.harness import fresh_database, produce, read_topic, tooling_security, wait_until
 from tests.support.scratch import Scratch, WidgetPayload, new_topic, processed, widgets
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,8 @@ async def test_a_dead_letter_topic_that_refuses_every_record_does_not_stall_the_
     from prometheus_client import REGISTRY
 
     topic = new_topic()
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap,
+                                **tooling_security(broker.bootstrap).client_kwargs())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 1, 1), NewTopic(f"{topic}.dlq", 1, 1,
@@ -152,7 +153,7 @@ async def test_a_dead_letter_topic_that_refuses_every_record_does_not_stall_the_
         name="refused", service="scratch", bootstrap=broker.bootstrap,
         subscriptions=[subscribe(topic, PREFIX, {"scratch.widget.made": make_widget}, strict=True)],
         sessions=s.sessions, processed=processed, producer=s.producer, max_attempts=2, backoff_seconds=0.01,
-        dead_letter_timeout=1.0,
+        dead_letter_timeout=1.0, security=s.security,
     )
     consumer.group_id = f"scratch-{uuid.uuid4().hex[:6]}"
     task = asyncio.create_task(consumer.run())

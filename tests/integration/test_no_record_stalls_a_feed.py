@@ -22,7 +22,15 @@ from common.limits import DEAD_LETTER_HEAD_BYTES, MAX_RECORD_BYTES
 from matching.config import Settings as MatchingSettings
 from registry.config import Settings as RegistrySettings
 from registry.domain import uscc_check_char
-from tests.support.harness import auth, fresh_database, produce, read_topic, run_service, wait_until
+from tests.support.harness import (
+    auth,
+    fresh_database,
+    produce,
+    read_topic,
+    run_service,
+    tooling_security,
+    wait_until,
+)
 from tests.support.poison import (
     KINDS,
     POSTED,
@@ -75,10 +83,12 @@ async def test_the_service_producer_and_every_topic_it_creates_take_records_up_t
     from common.outbox import producer_for
     from common.service import ensure_topics
 
-    assert producer_for(broker.bootstrap, client_id="limits")._max_request_size == MAX_RECORD_BYTES
+    producer = producer_for(broker.bootstrap, client_id="limits", security=tooling_security(broker.bootstrap))
+    assert producer._max_request_size == MAX_RECORD_BYTES
     topic = f"scratch.limits.{uuid.uuid4().hex[:8]}.v1"
-    await ensure_topics(broker.bootstrap, [topic], partitions=1)
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await ensure_topics(broker.bootstrap, [topic], partitions=1, security=tooling_security(broker.bootstrap))
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap,
+                                **tooling_security(broker.bootstrap).client_kwargs())
     await admin.start()
     try:
         [resp] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])

@@ -37,7 +37,8 @@ async def test_a_registry_write_is_one_trace_through_matching_and_notify_to_the_
             run_service(matching.main.create_app, MatchingSettings, broker=broker,
                         db_url=await fresh_database("matching")) as mat,
             run_service(notify.main.create_app, NotifySettings, broker=broker,
-                        db_url=await fresh_database("notify"), **TEST_SETTINGS) as ntf,
+                        db_url=await fresh_database("notify"), **TEST_SETTINGS,
+                        digest_window_seconds=0.5, housekeeping_interval_seconds=0.1) as ntf,
         ):
             hook = await ntf.http.post("/webhooks", headers=OFFICE, json={
                 "name": "portal", "url": receiver.url, "events": ["registry.institution.*"],
@@ -88,16 +89,17 @@ async def test_a_registry_write_is_one_trace_through_matching_and_notify_to_the_
             assert projected.attributes["cloudevents.event_type"] == event["type"]
             assert (await mat.http.get(f"/institutions/{inst['id']}")).status_code == 200
 
-            # notify's consumer queued the office's inbox row (written when its batch commits, with the event id)
+            # notify's consumer queued the office's notice: platform chatter, listed in its inbox digest by event id
             [consumed] = await wait_until(
                 lambda: in_trace("process registry.institution.v1", "cjrh.notify", SpanKind.CONSUMER, event["id"]),
                 what="notify's consumer span")
             assert consumed.parent.span_id == server.context.span_id
 
-            async def in_office_inbox():
+            async def in_office_digest():
                 items = (await ntf.http.get("/inbox", headers=OFFICE)).json()["items"]
-                return [m["event_id"] for m in items if m["subject"] == inst["id"]]
-            assert await wait_until(in_office_inbox, what="the office's inbox row") == [event["id"]]
+                return [i["event_id"] for m in items if m["event_type"] == "digest" for i in m["data"]["items"]
+                        if i["event_id"] == event["id"]]
+            assert await wait_until(in_office_digest, what="the office's inbox digest") == [event["id"]]
 
             # notify's delivery: a span of the same trace, whose context the webhook receiver got as traceparent
             [delivered] = await wait_until(

@@ -104,9 +104,11 @@ class EmailChannel:
         return Outcome(True, status=Status.SENT)
 
 
-async def webhook_target_problem(url: str, *, allow_private: bool) -> str | None:
+async def webhook_target_problem(url: str, *, allow_private: bool, proxied: bool = False) -> str | None:
     """Why notify must not call `url` (None when it may): a host that does not resolve, or one on loopback, private,
-    link-local or otherwise non-public addresses (unless `allow_private`, for development and tests)."""
+    link-local or otherwise non-public addresses (unless `allow_private`, for development and tests). Behind an egress
+    proxy (`proxied`) the proxy resolves names and keeps the allow-list, so a name notify cannot resolve itself is
+    passed on to it; an address literal is still checked here."""
     host = httpx.URL(url).host
     if not host:
         return "the URL has no host"
@@ -115,7 +117,7 @@ async def webhook_target_problem(url: str, *, allow_private: bool) -> str | None
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError:
-        return f"the host {host} does not resolve"
+        return None if proxied else f"the host {host} does not resolve"
     for info in infos:
         addr = ipaddress.ip_address(info[4][0].split("%")[0])
         if not addr.is_global or addr.is_multicast:
@@ -149,7 +151,8 @@ class WebhookChannel:
         if sub is None or not sub.active:
             return Outcome(False, reason="the webhook subscription was removed or deactivated", permanent=True)
         # checked again at each send: a name that resolved to a public address may not any more (DNS rebinding)
-        refused = await webhook_target_problem(sub.url, allow_private=self.s.webhook_allow_private_networks)
+        refused = await webhook_target_problem(sub.url, allow_private=self.s.webhook_allow_private_networks,
+                                               proxied=bool(self.s.http_proxy))
         if refused:
             return Outcome(False, reason=f"webhook target refused: {refused}", permanent=True)
         body, headers = self.request_parts(d, sub, int(time.time()))
