@@ -245,7 +245,7 @@ async def _read_all(bootstrap: str, topics: list[str]) -> dict[str, list]:
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             records: list = []
-            while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
                 for msgs in (await consumer.getmany(timeout_ms=500)).values():
                     records.extend(msgs)
             out[topic] = records
