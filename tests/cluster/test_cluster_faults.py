@@ -233,22 +233,25 @@ def _processes(tmp: Path, bootstrap: str, dbs: dict[str, str]) -> dict[str, Serv
 
 
 async def _read_all(bootstrap: str, topics: list[str]) -> dict[str, list]:
-    """Every record of these topics, from the beginning to the current end."""
+    """Every record of these topics, from the beginning to the end offsets they had when the read began."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                **tooling_security(bootstrap).client_kwargs())
+                                auto_offset_reset="earliest", **tooling_security(bootstrap).client_kwargs())
     await consumer.start()
     try:
-        out: dict[str, list] = {}
-        for topic in topics:
-            tps = await partitions_of(consumer, topic)
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            records: list = []
-            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-                for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                    records.extend(msgs)
-            out[topic] = records
+        tps = [tp for topic in topics for tp in await partitions_of(consumer, topic)]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: dict[str, list] = {topic: [] for topic in topics}
+        next_offset = {tp: 0 for tp in tps}
+        deadline = time.monotonic() + 120
+        while behind := [tp for tp in tps if next_offset[tp] < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never reached the end of {behind[:5]} ({len(behind)} partitions behind)")
+            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                out[tp.topic].extend(m for m in msgs if m.offset < ends[tp])
+                if msgs:
+                    next_offset[tp] = msgs[-1].offset + 1
         return out
     finally:
         await consumer.stop()
@@ -310,10 +313,10 @@ async def test_a_three_node_cluster_with_replicated_services_loses_and_duplicate
         await asyncio.sleep(5)
 
         async def window(name: str, action) -> None:
-            began = time.monotonic()
+            began = time.time()  # wall clock, as the events' own times are
             await action()
-            windows.append((name, began, time.monotonic()))
-            note(f"{name}: {time.monotonic() - began:.1f}s")
+            windows.append((name, began, time.time()))
+            note(f"{name}: {time.time() - began:.1f}s")
 
         async def leader_crash() -> None:
             node = await cluster.busiest_leader()
@@ -365,7 +368,7 @@ async def test_a_three_node_cluster_with_replicated_services_loses_and_duplicate
         await asyncio.sleep(3)
         await window("relay killed mid-batch", relay_killed_mid_batch)
         await asyncio.sleep(5)
-        windows.append(("after the faults", windows[-1][2], time.monotonic()))
+        windows.append(("after the faults", windows[-1][2], time.time()))
         workload.stopping = True
         await writing
         note(f"workload stopped: {len(workload.acknowledged)} registrations acknowledged")
@@ -396,12 +399,16 @@ async def test_a_three_node_cluster_with_replicated_services_loses_and_duplicate
             for c in (reg, mat, ntf):
                 await c.close()
 
-        topics = sorted({p["topic"] for p in await cluster.partitions()} - {"__consumer_offsets"})
-        records = await _read_all(cluster.bootstrap, [t for t in topics if not t.endswith(".dlq")])
+        note("databases converged")
+        topics = sorted({p["topic"] for p in await asyncio.wait_for(cluster.partitions(), timeout=60)})
+        note("reading every topic")
+        records = await asyncio.wait_for(_read_all(cluster.bootstrap, [t for t in topics if not t.endswith(".dlq")]),
+                                         timeout=240)
+        note("read; waiting for consumer lag 0")
         lag: dict[str, int] = {}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            lag = await _lag(cluster.bootstrap, current_group_suffix.get())
+            lag = await asyncio.wait_for(_lag(cluster.bootstrap, current_group_suffix.get()), timeout=30)
             if lag and not any(lag.values()):
                 break
             await asyncio.sleep(1.0)
