@@ -72,7 +72,10 @@ def configure_logging(*, service: str, level: str = "INFO", json_logs: bool = Tr
     handler._cjrh = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # Client libraries log every connection and request at INFO: noise per webhook call (and per request of any
+    # process that drives the services in-process, as benchmarks do); their warnings and errors still come through.
+    for chatty in ("aiokafka", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     for name in UVICORN_LOGGERS:
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
