@@ -13,7 +13,7 @@ REQUIREMENTS = libs/common $(foreach s,$(wildcard services/*/pyproject.toml),$(d
 ROLE ?= office_admin
 INSTITUTION ?=
 
-.PHONY: help install lock broker postgres cluster cluster-faults compose-secrets run test test-unit chaos fuzz load bench lint token seed clean
+.PHONY: help install lock broker postgres cluster cluster-faults compose-secrets k8s-dev-secrets run test test-unit chaos fuzz load bench lint token seed clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ broker: install ## start only the Kafka broker (127.0.0.1:9092, SASL_SSL; creden
 
 compose-secrets: install ## Kafka CA, keystore, passwords and ACL plan for deploy/compose.yaml (.local/compose/kafka)
 	@$(BIN)/python scripts/kafka_access.py --compose-secrets
+
+k8s-dev-secrets: install ## every Secret deploy/k8s/overlays/dev references (Kafka, JWT, PostgreSQL) in .local/k8s-dev
+	@$(BIN)/python scripts/kafka_access.py --k8s-dev-secrets
 
 postgres: install ## start only the checkout's PostgreSQL (127.0.0.1:55432, data in .local/pg) in the background
 	@$(BIN)/python scripts/pg.py start

@@ -185,8 +185,12 @@ def _format(data: Path, props: Path, sec: dict | None) -> None:
     if (data / "logs" / "meta.properties").exists():
         if marker.exists() and marker.read_text() == wanted:
             return
-        print(f"broker: {data} was formatted for another security setup; formatting it afresh", flush=True)
-        shutil.rmtree(data / "logs")
+        # Nothing is deleted: the old data is moved aside, and one line says where.
+        aside = data / f"logs.other-security-{time.strftime('%Y%m%d-%H%M%S')}"
+        (data / "logs").rename(aside)
+        print(f"broker: {data / 'logs'} was formatted for another security setup (other credentials, or plaintext); "
+              f"moved it to {aside} and formatting afresh (delete that folder once you no longer need its topics)",
+              flush=True)
     # The storage tool runs in a second or two with a C1-only JIT; one JVM gives both the cluster id and the format.
     cluster_id = "-"
     while cluster_id.startswith("-"):  # as Kafka's Uuid.randomUuid: an id must not read like an option

@@ -6,6 +6,7 @@
     python scripts/kafka_access.py --check    exit 1 if the committed resources differ from what the code says
     python scripts/kafka_access.py --print    list every principal's ACLs
     python scripts/kafka_access.py --compose-secrets   certificates, passwords and the access plan for compose
+    python scripts/kafka_access.py --k8s-dev-secrets   the same as Secrets for the development Kubernetes overlay
 
 Each service's principal (its name) may WRITE and DESCRIBE the topics it publishes and the dead-letter topics of what
 it consumes, READ and DESCRIBE what it consumes, READ consumer groups named `<service>.*`, and IDEMPOTENT_WRITE the
@@ -384,29 +385,40 @@ async def _wait_effective(bootstrap: str, *, admin, passwords: dict[str, str], m
         sender_log.setLevel(level)
 
 
-# --- Docker Compose: the same model, applied by a job inside the compose network ---------------------------------
+# --- Docker Compose and the development Kubernetes overlay: the same model, applied by a job as the admin --------
 
 COMPOSE_DIR = ROOT / ".local" / "compose" / "kafka"
+K8S_DEV_DIR = ROOT / ".local" / "k8s-dev"
+K8S_NAMESPACE = "cjrh"
+# The broker's certificate names: compose's service name, and the dev overlay's Service and StatefulSet pod (both
+# `kafka`, namespace cjrh), with `localhost` for an integrator's tools behind a published port or a port-forward.
+COMPOSE_BROKER_NAMES = ("kafka", "localhost")
+K8S_BROKER_NAMES = ("kafka", f"kafka.{K8S_NAMESPACE}.svc", f"kafka.{K8S_NAMESPACE}.svc.cluster.local",
+                    f"kafka-0.kafka.{K8S_NAMESPACE}.svc.cluster.local", "localhost")
+BROKER_MOUNT = "/etc/kafka/cjrh"  # where compose and the dev overlay mount the broker's files
+SINGLE_NODE_TOPICS = {"partitions": 3, "replication": 1, "min_insync_replicas": 1}
 
 
-def compose_secrets(out: Path = COMPOSE_DIR, model: AccessModel | None = None) -> list[str]:
-    """Write what deploy/compose.yaml mounts (never committed): the CA and the broker's keystore (for `kafka` and
-    `localhost`), the broker's security settings with its passwords, an env file per principal, and the access plan
-    (SCRAM credentials and ACLs) the `kafka-access` job applies. Passwords already there are kept."""
+def broker_files(out: Path, *, model: AccessModel, names: tuple[str, ...],
+                 extra_passwords: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[str, str]]:
+    """Write a single-node broker's security material into `out` (never committed) and return (files, passwords):
+    the CA and the broker's keystore for `names`, its security settings (server.properties: SASL_SSL listeners
+    INTERNAL, EXTERNAL and CONTROLLER, StandardAuthorizer, no access without an ACL), the admin's client settings, an
+    env file per principal and the access plan (topics, SCRAM credentials, ACLs) the `kafka-access` job applies.
+    Passwords already there are kept, so running it again only adds what is new."""
     import importlib.util
     import secrets
 
     spec = importlib.util.spec_from_file_location("cjrh_broker_script", ROOT / "scripts" / "broker.py")
     broker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(broker)
-    model = model or read_model()
     out.mkdir(parents=True, exist_ok=True)
     pw_path = out / "passwords.json"
     passwords = json.loads(pw_path.read_text()) if pw_path.exists() else {}
-    for name in ["keystore", BROKER, CONTROLLER, ADMIN, *model.principals]:
+    for name in ["keystore", BROKER, CONTROLLER, ADMIN, *model.principals, *extra_passwords]:
         passwords.setdefault(name, secrets.token_urlsafe(24))
     if not (out / "broker.p12").exists():
-        broker.certificates(out, passwords["keystore"], names=("kafka", "localhost"), ips=("127.0.0.1",))
+        broker.certificates(out, passwords["keystore"], names=names, ips=("127.0.0.1",))
     files: dict[str, str] = {"passwords.json": json.dumps(passwords, indent=2)}
     plain = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
              f'username="{BROKER}" password="{passwords[BROKER]}" user_{BROKER}="{passwords[BROKER]}" '
@@ -415,12 +427,13 @@ def compose_secrets(out: Path = COMPOSE_DIR, model: AccessModel | None = None) -
                   f'username="{CONTROLLER}" password="{passwords[CONTROLLER]}" '
                   f'user_{CONTROLLER}="{passwords[CONTROLLER]}";')
     # Mounted as /mnt/shared/config/server.properties: the apache/kafka image starts from it and applies the
-    # KAFKA_* variables of compose.yaml on top. Services and platforms log in with SCRAM (created by the kafka-access
-    # job); the broker itself and the admin with PLAIN against static users, which exist before any metadata does.
+    # KAFKA_* variables of the container on top. Services and platforms log in with SCRAM (created by the
+    # kafka-access job); the broker itself and the admin with PLAIN against static users, which exist before any
+    # metadata does.
     files["server.properties"] = "\n".join([
-        "ssl.keystore.type=PKCS12", "ssl.keystore.location=/etc/kafka/cjrh/broker.p12",
+        "ssl.keystore.type=PKCS12", f"ssl.keystore.location={BROKER_MOUNT}/broker.p12",
         f"ssl.keystore.password={passwords['keystore']}", f"ssl.key.password={passwords['keystore']}",
-        "ssl.truststore.type=PEM", "ssl.truststore.location=/etc/kafka/cjrh/ca.pem",
+        "ssl.truststore.type=PEM", f"ssl.truststore.location={BROKER_MOUNT}/ca.pem",
         "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN", "sasl.mechanism.inter.broker.protocol=PLAIN",
         "sasl.mechanism.controller.protocol=PLAIN",
         "listener.name.internal.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN",
@@ -439,24 +452,96 @@ def compose_secrets(out: Path = COMPOSE_DIR, model: AccessModel | None = None) -
         "security.protocol=SASL_SSL", "sasl.mechanism=PLAIN",
         "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
         f'username="{ADMIN}" password="{passwords[ADMIN]}";',
-        "ssl.truststore.type=PEM", "ssl.truststore.location=/etc/kafka/cjrh/ca.pem", ""])
+        "ssl.truststore.type=PEM", f"ssl.truststore.location={BROKER_MOUNT}/ca.pem", ""])
     files["admin.env"] = (f"KAFKA_SASL_MECHANISM=PLAIN\nKAFKA_SASL_USERNAME={ADMIN}\n"
                           f"KAFKA_SASL_PASSWORD={passwords[ADMIN]}\n")
     for name in model.principals:
         files[f"{name}.env"] = (f"KAFKA_SASL_MECHANISM=SCRAM-SHA-512\nKAFKA_SASL_USERNAME={name}\n"
                                 f"KAFKA_SASL_PASSWORD={passwords[name]}\n")
-    files["access.json"] = json.dumps(access_plan(model, {n: passwords[n] for n in model.principals}), indent=2)
+    files["access.json"] = json.dumps(
+        access_plan(model, {n: passwords[n] for n in model.principals}, topics=SINGLE_NODE_TOPICS), indent=2)
     for name, text in files.items():
         path = out / name
         path.write_text(text)
-        path.chmod(0o600 if name not in ("ca.pem",) else 0o644)
+        path.chmod(0o600)
+    (out / "ca.pem").chmod(0o644)
+    return files, passwords
+
+
+def compose_secrets(out: Path = COMPOSE_DIR, model: AccessModel | None = None) -> list[str]:
+    """Write what deploy/compose.yaml mounts (never committed) and return the file names."""
+    files, _ = broker_files(out, model=model or read_model(), names=COMPOSE_BROKER_NAMES)
     return sorted([*files, "ca.pem", "broker.p12"])
 
 
-def access_plan(model: AccessModel, passwords: dict[str, str]) -> dict:
-    """What a broker needs to enforce the model: each principal's SCRAM password and every ACL."""
-    return {"scram": passwords,
-            "acls": [[a.principal, a.resource, a.name, a.pattern, a.operation] for a in model.acls()]}
+def k8s_dev_secrets(out: Path = K8S_DEV_DIR, model: AccessModel | None = None) -> Path:
+    """Write every Secret the development overlay (deploy/k8s/overlays/dev) references into `out`/secrets.yaml, for
+    `kubectl apply -f`: the broker's files, the admin's and each principal's Kafka password (a Secret named like the
+    principal, key `password`, as Strimzi's User Operator makes them in production), the CA (cjrh-cluster-ca-cert,
+    key ca.crt, as Strimzi names it), the JWT secret, and PostgreSQL's passwords and each service's database URL.
+    Passwords already generated are kept."""
+    import base64
+
+    model = model or read_model()
+    services = [p for p, v in model.principals.items() if v.kind == "service"]
+    files, passwords = broker_files(out / "kafka", model=model, names=K8S_BROKER_NAMES,
+                                    extra_passwords=("jwt", "postgres", *(f"db-{s}" for s in services)))
+    folder = out / "kafka"
+
+    def secret(name: str, *, string: dict[str, str] | None = None, binary: dict[str, bytes] | None = None,
+               labels: dict[str, str] | None = None) -> dict:
+        doc = {"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": name, "namespace": K8S_NAMESPACE,
+                            "labels": {"app.kubernetes.io/part-of": "cjrh-dev-secrets", **(labels or {})}},
+               "type": "Opaque"}
+        if string:
+            doc["stringData"] = string
+        if binary:
+            doc["data"] = {k: base64.b64encode(v).decode() for k, v in binary.items()}
+        return doc
+
+    broker_keys = ["server.properties", "admin.properties", "access.json"]
+    docs = [
+        secret("kafka-broker", binary={**{k: files[k].encode() for k in broker_keys},
+                                       "broker.p12": (folder / "broker.p12").read_bytes(),
+                                       "ca.pem": (folder / "ca.pem").read_bytes()}),
+        secret("cjrh-cluster-ca-cert", binary={"ca.crt": (folder / "ca.pem").read_bytes()}),
+        secret("kafka-admin", string={"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": ADMIN,
+                                      "KAFKA_SASL_PASSWORD": passwords[ADMIN]}),
+        *(secret(name, string={"password": passwords[name]}, labels={"cjrh.sh.cn/principal-kind": p.kind})
+          for name, p in model.principals.items()),
+        secret("cjrh-jwt", string={"JWT_SECRET": passwords["jwt"]}),
+        secret("postgres-admin", string={"POSTGRES_PASSWORD": passwords["postgres"],
+                                         **{f"{s.upper()}_DB_PASSWORD": passwords[f"db-{s}"] for s in services}}),
+        *(secret(f"{s}-database", string={
+            f"{s.upper()}_DATABASE_URL": f"postgresql://{s}:{passwords[f'db-{s}']}@postgres:5432/{s}"})
+          for s in services),
+    ]
+    path = out / "secrets.yaml"
+    path.write_text("# Generated by `make k8s-dev-secrets` (scripts/kafka_access.py) for deploy/k8s/overlays/dev.\n"
+                    "# Never commit. Apply with: kubectl apply -f .local/k8s-dev/secrets.yaml\n"
+                    + "".join("---\n" + yaml.safe_dump(d, sort_keys=False) for d in docs))
+    path.chmod(0o600)
+    return path
+
+
+def access_plan(model: AccessModel, passwords: dict[str, str], *, topics: dict | None = None) -> dict:
+    """What a broker needs to enforce the model: each principal's SCRAM password and every ACL; with `topics`
+    (partitions, replication, min_insync_replicas), every topic too, with the retention and record limit of its
+    kind (deploy/kafka/platforms.yaml), as the Strimzi topic operator would create it."""
+    from common.limits import MAX_RECORD_BYTES
+
+    plan: dict = {"scram": passwords,
+                  "acls": [[a.principal, a.resource, a.name, a.pattern, a.operation] for a in model.acls()]}
+    if topics:
+        settings = model.topic_settings
+        plan["topics"] = {t.name: {
+            "partitions": topics["partitions"], "replication": topics["replication"],
+            "config": {"min.insync.replicas": topics["min_insync_replicas"], "max.message.bytes": MAX_RECORD_BYTES,
+                       "retention.ms": settings["dead_letter_retention_ms" if t.kind == "dead-letter"
+                                                 else "retention_ms"], "cleanup.policy": "delete"}}
+            for t in model.topics.values()}
+    return plan
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -466,8 +551,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print", action="store_true", help="list the ACLs")
     parser.add_argument("--compose-secrets", action="store_true",
                         help=f"write what deploy/compose.yaml mounts into {COMPOSE_DIR.relative_to(ROOT)}")
+    parser.add_argument("--k8s-dev-secrets", action="store_true",
+                        help="write the Secrets deploy/k8s/overlays/dev references into "
+                             f"{K8S_DEV_DIR.relative_to(ROOT)}/secrets.yaml")
     args = parser.parse_args(argv)
     model = read_model()
+    if args.k8s_dev_secrets:
+        path = k8s_dev_secrets(model=model)
+        print(f"wrote {path.relative_to(ROOT)} (never commit it); apply it with kubectl apply -f {path.relative_to(ROOT)}"
+              " before deploy/k8s/overlays/dev")
+        return 0
     if args.compose_secrets:
         written = compose_secrets(model=model)
         print(f"wrote {len(written)} files to {COMPOSE_DIR.relative_to(ROOT)} (never commit them)")

@@ -6,8 +6,9 @@
     ops.py migrate      bring the service's database to the latest Alembic revision, then exit
     ops.py topics       create the topics the service writes to (its own and the dead-letter topics), then exit
     ops.py healthcheck  exit 0 when GET /readyz (or /healthz with --live) answers 200 on this container's port
-    ops.py kafka-access PLAN   as the Kafka admin: create the SCRAM credentials and ACLs of an access plan
-                        (written by `make compose-secrets`, from scripts/kafka_access.py), then exit
+    ops.py kafka-access PLAN   as the Kafka admin: create the topics, SCRAM credentials and ACLs of an access plan
+                        (written by `make compose-secrets` or `make k8s-dev-secrets`, from scripts/kafka_access.py),
+                        then exit
 
 The service is named by $SERVICE (baked into the image); the port by $PORT (8000). Everything else is the service's
 own settings, read from the environment as usual (REGISTRY_DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, JWT_SECRET, ...).
@@ -100,20 +101,24 @@ def create_topics() -> None:
 
 
 def kafka_access(plan_path: str) -> None:
-    """Apply an access plan ({"scram": {user: password}, "acls": [[principal, resource, name, pattern, operation]]})
-    as the admin principal the environment names (KAFKA_SASL_USERNAME, ...), retrying while the broker starts."""
+    """Apply an access plan as the admin principal the environment names (KAFKA_SASL_USERNAME, ...): SCRAM
+    credentials ({"scram": {user: password}}), ACLs ({"acls": [[principal, resource, name, pattern, operation]]}) and,
+    when listed, topics ({"topics": {name: {"partitions": n, "replication": r, "config": {...}}}}); retries while the
+    broker starts. Reads only Kafka settings: it needs no JWT or database configuration."""
     import json
     from types import SimpleNamespace
 
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
 
     from common import kafka_admin
-    from common.config import ServiceSettings
+    from common.config import KafkaSettings
 
-    s = ServiceSettings()
+    s = KafkaSettings()
     plan = json.loads(open(plan_path).read())
     acls = [SimpleNamespace(principal=p, resource=r, name=n, pattern=pt, operation=o)
             for p, r, n, pt, o in plan["acls"]]
+    topics = plan.get("topics") or {}
 
     async def go() -> None:
         delay = 1.0
@@ -122,17 +127,59 @@ def kafka_access(plan_path: str) -> None:
                                         **s.kafka_security.client_kwargs())
             try:
                 await admin.start()
+                existing = set(await admin.list_topics())
+                missing = [NewTopic(name, num_partitions=t["partitions"], replication_factor=t["replication"],
+                                    topic_configs={k: str(v) for k, v in t.get("config", {}).items()})
+                           for name, t in topics.items() if name not in existing]
+                if missing:
+                    try:
+                        await admin.create_topics(missing)
+                    except TopicAlreadyExistsError:
+                        pass
                 await kafka_admin.upsert_scram(admin, plan["scram"])
                 created = await kafka_admin.create_acls(admin, acls)
-                print(f"kafka-access: {len(plan['scram'])} principals, {created} ACLs", flush=True)
-                return
+                print(f"kafka-access: {len(plan['scram'])} principals, {created} ACLs, "
+                      f"{len(missing)} of {len(topics)} topics created", flush=True)
+                break
             except Exception as exc:  # the broker may still be starting: retry with backoff, then give up
                 print(f"broker not ready ({exc!r}); retry {attempt + 1}", flush=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             finally:
                 await admin.close()
-        raise SystemExit("could not apply the Kafka access plan")
+        else:
+            raise SystemExit("could not apply the Kafka access plan")
+        await enforced()
+
+    async def enforced() -> None:
+        """Return once the broker enforces the plan: its SCRAM store and authoriser follow the metadata log a moment
+        after the controller acknowledged, and a service started in that moment is refused. One principal's login
+        and IdempotentWrite, the last records created, prove it."""
+        import logging
+
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaError
+
+        from common.kafka import KafkaSecurity
+
+        who = next((a.principal for a in acls if a.resource == "cluster" and a.principal in plan["scram"]), None)
+        if who is None:
+            return
+        probe = KafkaSecurity(protocol=s.kafka_security_protocol, mechanism="SCRAM-SHA-512", username=who,
+                              password=plan["scram"][who], cafile=s.kafka_ssl_cafile)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the refusals meanwhile are expected
+        for _ in range(300):
+            producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, enable_idempotence=True,
+                                        request_timeout_ms=5000, **probe.client_kwargs())
+            try:
+                await producer.start()
+                print(f"kafka-access: enforced (logged in as {who})", flush=True)
+                return
+            except KafkaError:
+                await asyncio.sleep(0.2)
+            finally:
+                await producer.stop()
+        raise SystemExit("the broker does not enforce the access plan's credentials")
 
     asyncio.run(go())
 

@@ -197,3 +197,88 @@ def test_compose_secrets_provide_every_file_compose_mounts(compose, tmp_path: Pa
     again = (tmp_path / "kafka" / "passwords.json").read_text()
     access.compose_secrets(tmp_path / "kafka", model=MODEL)
     assert (tmp_path / "kafka" / "passwords.json").read_text() == again, "passwords must survive a regeneration"
+
+
+# --- Kubernetes: both overlays secure Kafka the same way --------------------------------------------------------
+
+def _platform_processes(docs: list[dict]):
+    """(kind/name, service, pod spec) of every platform Deployment and Job."""
+    for d in docs:
+        labels = d["metadata"].get("labels", {})
+        if d["kind"] in ("Deployment", "Job") and labels.get("app.kubernetes.io/part-of") == "cjrh-platform":
+            yield f"{d['kind']}/{d['metadata']['name']}", labels["app.kubernetes.io/name"], d["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("build", ["dev", "prod"])
+def test_every_kubernetes_process_connects_to_kafka_over_sasl_ssl_as_its_own_principal(kustomize_builds, build):
+    docs = kustomize_builds[build]
+    maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    seen = 0
+    for where, service, pod in _platform_processes(docs):
+        [c] = pod["containers"]
+        env = {}
+        for src in c.get("envFrom", []):
+            env.update(maps.get(src.get("configMapRef", {}).get("name"), {}))
+        env.update({e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])})
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", where
+        assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", where
+        assert env["KAFKA_SASL_USERNAME"] == service, where
+        assert env["KAFKA_SASL_PASSWORD"] == {"secretKeyRef": {"name": service, "key": "password"}}, where
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        ca_dir = env["KAFKA_SSL_CAFILE"].rsplit("/", 1)[0]
+        assert volumes[mounts[ca_dir]]["secret"]["secretName"] == "cjrh-cluster-ca-cert", where
+        seen += 1
+    assert seen == 4 * 4, "api, worker, migrate and topics of four services"
+
+
+def test_the_dev_cluster_broker_accepts_only_tls_with_sasl_and_an_authoriser(kustomize_builds):
+    [kafka] = [d for d in kustomize_builds["dev"] if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "kafka"]
+    [c] = kafka["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(protocols.values()) == {"SASL_SSL"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/mnt/shared/config", access.BROKER_MOUNT}
+    for build, docs in kustomize_builds.items():
+        assert "PLAINTEXT" not in yaml.safe_dump_all(docs), f"{build} configures a PLAINTEXT Kafka connection"
+
+
+def _secret_references(docs: list[dict]) -> dict[str, set[str]]:
+    """Every Secret a workload of `docs` needs (optional ones aside): name -> the keys it reads (empty: all)."""
+    refs: dict[str, set[str]] = {}
+    for d in docs:
+        if d["kind"] not in ("Deployment", "Job", "StatefulSet"):
+            continue
+        pod = d["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    refs.setdefault(ref["name"], set()).add(ref["key"])
+            for src in c.get("envFrom", []):
+                ref = src.get("secretRef")
+                if ref and not ref.get("optional"):
+                    refs.setdefault(ref["name"], set())
+        for v in pod.get("volumes", []):
+            if "secret" in v and not v["secret"].get("optional"):
+                refs.setdefault(v["secret"]["secretName"], set()).update(i["key"] for i in v["secret"].get("items", []))
+    return refs
+
+
+def test_k8s_dev_secrets_provide_every_secret_and_key_the_dev_overlay_needs(kustomize_builds, tmp_path: Path):
+    path = access.k8s_dev_secrets(tmp_path, model=MODEL)
+    secrets = {d["metadata"]["name"]: d for d in yaml.safe_load_all(path.read_text()) if d}
+    for name, keys in _secret_references(kustomize_builds["dev"]).items():
+        assert name in secrets, f"the dev overlay needs Secret {name}: `make k8s-dev-secrets` must write it"
+        have = set(secrets[name].get("data", {})) | set(secrets[name].get("stringData", {}))
+        assert keys <= have, f"Secret {name} lacks {sorted(keys - have)}"
+    assert all(s["metadata"]["namespace"] == "cjrh" for s in secrets.values())
+    before = path.read_text()
+    assert access.k8s_dev_secrets(tmp_path, model=MODEL).read_text() == before, "passwords survive a regeneration"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_secret_reference_check_can_fail(kustomize_builds):
+    docs = [{"kind": "Job", "spec": {"template": {"spec": {"containers": [{"envFrom": [{"secretRef": {"name": "x"}}]}],
+                                                         "volumes": []}}}}]
+    assert _secret_references(docs) == {"x": set()}

@@ -30,19 +30,12 @@ def _shared(name: str, default, **kw):
     return Field(default, validation_alias=AliasChoices(name.lower(), name), **kw)
 
 
-class ServiceSettings(BaseSettings):
-    """Settings common to all services; each service subclasses it with its own env prefix and defaults."""
+class KafkaSettings(BaseSettings):
+    """How a process reaches and authenticates to Kafka: all a Kafka-only job (ops.py kafka-access) reads."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
 
     service_name: str = "service"
-    port: int = 8000
-    database_url: str = ""  # <SERVICE>_DATABASE_URL; empty means the service's database on the local server
-    run_migrations: bool = True
-    # The path prefix a reverse proxy serves this service under and strips before forwarding (the Ingress serves
-    # registry at /registry): the OpenAPI document and /docs then name the URLs a browser can reach. <SVC>_ROOT_PATH.
-    root_path: str = ""
-
     kafka_bootstrap_servers: str = _shared("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     # How the service authenticates to Kafka (see common.kafka): SASL_SSL with SCRAM-SHA-512 unless told otherwise;
     # the username defaults to the service's name, its principal in the ACLs (deploy/kafka/platforms.yaml).
@@ -55,6 +48,27 @@ class ServiceSettings(BaseSettings):
     kafka_ssl_keyfile: str | None = _shared("KAFKA_SSL_KEYFILE", None)
     topic_partitions: int = _shared("TOPIC_PARTITIONS", 3)
     topic_replication: int = _shared("TOPIC_REPLICATION", 1)
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """The TLS/SASL side of every Kafka client this process creates."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol, mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username or self.service_name, password=self.kafka_sasl_password,
+            cafile=self.kafka_ssl_cafile, certfile=self.kafka_ssl_certfile, keyfile=self.kafka_ssl_keyfile,
+        )
+
+
+class ServiceSettings(KafkaSettings):
+    """Settings common to all services; each service subclasses it with its own env prefix and defaults."""
+
+    port: int = 8000
+    database_url: str = ""  # <SERVICE>_DATABASE_URL; empty means the service's database on the local server
+    run_migrations: bool = True
+    # The path prefix a reverse proxy serves this service under and strips before forwarding (the Ingress serves
+    # registry at /registry): the OpenAPI document and /docs then name the URLs a browser can reach. <SVC>_ROOT_PATH.
+    root_path: str = ""
+
     event_type_prefix: str = _shared("EVENT_TYPE_PREFIX", "cn.gov.sh.cjrh")
     event_source_base: str = _shared("EVENT_SOURCE_BASE", "//platform.cjrh.sh.cn")
 
@@ -151,15 +165,6 @@ class ServiceSettings(BaseSettings):
         if not self.database_url:
             self.database_url = f"{LOCAL_PG_URL}/{self.service_name}"
         return self
-
-    @property
-    def kafka_security(self) -> KafkaSecurity:
-        """The TLS/SASL side of every Kafka client this service creates."""
-        return KafkaSecurity(
-            protocol=self.kafka_security_protocol, mechanism=self.kafka_sasl_mechanism,
-            username=self.kafka_sasl_username or self.service_name, password=self.kafka_sasl_password,
-            cafile=self.kafka_ssl_cafile, certfile=self.kafka_ssl_certfile, keyfile=self.kafka_ssl_keyfile,
-        )
 
     @property
     def event_source(self) -> str:
