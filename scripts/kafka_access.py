@@ -558,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     model = read_model()
     if args.k8s_dev_secrets:
         path = k8s_dev_secrets(model=model)
-        print(f"wrote {path.relative_to(ROOT)} (never commit it); apply it with kubectl apply -f {path.relative_to(ROOT)}"
-              " before deploy/k8s/overlays/dev")
+        where = path.relative_to(ROOT)
+        print(f"wrote {where} (never commit it); apply it with kubectl apply -f {where} before deploy/k8s/overlays/dev")
         return 0
     if args.compose_secrets:
         written = compose_secrets(model=model)

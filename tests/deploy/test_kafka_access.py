@@ -206,7 +206,8 @@ def _platform_processes(docs: list[dict]):
     for d in docs:
         labels = d["metadata"].get("labels", {})
         if d["kind"] in ("Deployment", "Job") and labels.get("app.kubernetes.io/part-of") == "cjrh-platform":
-            yield f"{d['kind']}/{d['metadata']['name']}", labels["app.kubernetes.io/name"], d["spec"]["template"]["spec"]
+            pod = d["spec"]["template"]["spec"]
+            yield f"{d['kind']}/{d['metadata']['name']}", labels["app.kubernetes.io/name"], pod
 
 
 @pytest.mark.parametrize("build", ["dev", "prod"])

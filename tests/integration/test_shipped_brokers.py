@@ -57,7 +57,8 @@ def _k8s_dev_env() -> dict[str, str]:
 
 
 def _image_properties(env: dict[str, str]) -> list[str]:
-    """KAFKA_* variables as the apache/kafka image turns them into properties (`_` -> `.`, `__` -> `_`, `___` -> `-`)."""
+    """KAFKA_* variables as the apache/kafka image turns them into properties (`_` -> `.`, `__` -> `_`,
+    `___` -> `-`)."""
     out = []
     for name, value in env.items():
         if not name.startswith("KAFKA_") or name in ("KAFKA_OPTS", "KAFKA_HEAP_OPTS", "KAFKA_JMX_OPTS"):
