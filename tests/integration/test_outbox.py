@@ -161,3 +161,48 @@ async def test_a_producer_out_of_step_with_the_broker_is_replaced_and_nothing_is
     assert ids.count(first) == 1 and ids.count(after) >= 1  # in doubt means sent again; consumers drop repeats
     async with scratch.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(outbox)) == 0
+
+
+async def test_a_change_whose_event_would_exceed_the_record_limit_is_refused_and_writes_nothing(scratch):
+    from common.errors import PayloadTooLarge
+    from common.limits import MAX_EVENT_BYTES
+
+    wid = str(uuid.uuid4())
+    async with scratch.sessions() as session:
+        with pytest.raises(PayloadTooLarge, match=f"limited to {MAX_EVENT_BYTES:,} bytes"):
+            async with session.begin():
+                await session.execute(insert(widgets).values(id=wid, name="huge"))
+                await scratch.stager.stage(session, contract(scratch.topic), key=wid,
+                                           payload=WidgetPayload(id=wid, name="x" * MAX_EVENT_BYTES))
+    async with scratch.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(widgets)) == 0
+        assert await session.scalar(select(func.count()).select_from(outbox)) == 0
+
+
+async def test_an_event_the_broker_can_never_take_is_set_aside_and_the_rest_flows_on(scratch):
+    """A row too large for any broker (staged before a limit was lowered, or written by hand) must not stall the
+    relay: it stays in the outbox, marked, and every other event, later ones of the same key included, goes out."""
+    from common.limits import MAX_RECORD_BYTES
+    from common.outbox import UNPUBLISHABLE
+
+    before = await _make(scratch, "before", key="k")
+    ev, row = scratch.stager.event_row(contract(scratch.topic), key="k",
+                                       payload=WidgetPayload(id="big", name="small for now"))
+    row["payload"] = b"{" + b" " * (MAX_RECORD_BYTES + 10) + b"}"  # as if staged under a larger limit
+    async with scratch.sessions() as session, session.begin():
+        await session.execute(insert(outbox).values(**row))
+    after = [await _make(scratch, f"after {i}", key=k) for i, k in enumerate(["k", "other", "k"])]
+
+    await scratch.relay.publish_pending()  # no PublishFailed: nothing to retry
+    records = await read_topic(scratch.bootstrap, scratch.topic,
+                               until=lambda rs: len(rs) >= 4)
+    got = [CloudEvent.from_bytes(r.value).data["id"] for r in records]
+    assert sorted(got) == sorted([before, *after]), "each other event exactly once"
+    assert [i for i in got if i != after[1]] == [before, after[0], after[2]], "key k in order"
+    async with scratch.sessions() as session:
+        [kept] = (await session.execute(select(outbox))).all()
+    assert kept.event_id == ev.id and kept.last_error.startswith(UNPUBLISHABLE)
+    assert "MessageSizeTooLarge" in kept.last_error
+    await scratch.relay.publish_pending()
+    async with scratch.sessions() as session:
+        assert await session.scalar(select(outbox.c.attempts)) == 1, "passed by, not retried"

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
+    MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
 )
@@ -35,14 +36,17 @@ from sqlalchemy.sql.expression import Executable
 
 from common import tracing
 from common.db import utcnow
+from common.errors import PayloadTooLarge
 from common.events import CONTENT_TYPE, CloudEvent, EventContract, new_event
 from common.kafka import KafkaSecurity
-from common.limits import MAX_RECORD_BYTES
+from common.limits import MAX_EVENT_BYTES, MAX_RECORD_BYTES
 from common.metrics import EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE
 
 log = logging.getLogger("common.outbox")
 
 PENDING = "outbox_pending"
+# The last_error prefix of rows the broker can never accept (too large): kept in the outbox, passed by the relay.
+UNPUBLISHABLE = "unpublishable: "
 WAKE = "outbox_wake"
 
 
@@ -102,8 +106,14 @@ class EventStager:
             contract=contract, payload=payload, source=self.source, type_prefix=self.type_prefix, subject=key,
             event_id=event_id,
         )
+        data = ev.to_bytes()
+        size = len(data) + len(key.encode())
+        if size > MAX_EVENT_BYTES:  # refused now (the caller's transaction rolls back), never stuck in the relay
+            raise PayloadTooLarge(
+                f"this change would publish a {size:,}-byte {ev.type} event on {contract.topic}; events are limited "
+                f"to {MAX_EVENT_BYTES:,} bytes (the platform's Kafka record limit): make the change in smaller parts")
         return ev, {"event_id": ev.id, "topic": contract.topic, "key": key, "event_type": ev.type,
-                    "payload": ev.to_bytes(), "created_at": utcnow(), "attempts": 0}
+                    "payload": data, "created_at": utcnow(), "attempts": 0}
 
     @property
     def channel(self) -> str:
@@ -131,6 +141,13 @@ class EventStager:
 # aiokafka cannot (aio-libs/aiokafka#1017), so the service replaces the producer with a fresh one (a new producer id).
 # Whatever was in doubt stays in the outbox and is sent again; consumers drop the duplicates by event id.
 PRODUCER_FATAL = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping, ProducerFenced)
+
+
+def _failed(exc: BaseException) -> asyncio.Future:
+    """A future already failed with `exc` (a send the client refused before it reached the broker)."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 def producer_is_broken(exc: BaseException | None) -> bool:
@@ -262,18 +279,27 @@ class OutboxRelay:
                     await raw.execute("COMMIT")
                     return 0, 0
                 rows.sort(key=lambda r: r["seq"])
-                done, first_error = await self._send(rows)
-                failed = [r for r in rows if r["seq"] not in done]
+                done, first_error, refused = await self._send(rows)
+                failed = [r for r in rows if r["seq"] not in done and r["seq"] not in refused]
                 if failed:
                     await raw.executemany(self._put_back_sql, [
                         (*(r[c] for c in _KEPT), r["attempts"] + 1, repr(first_error)[:2000]) for r in failed])
+                if refused:  # kept, set aside: the next batches pass them by (see _take_sql)
+                    await raw.executemany(self._put_back_sql, [
+                        (*(r[c] for c in _KEPT), r["attempts"] + 1, f"{UNPUBLISHABLE}{refused[r['seq']]!r}"[:2000])
+                        for r in rows if r["seq"] in refused])
                 await raw.execute("COMMIT")
             except BaseException:
                 await conn.invalidate()  # closed, which rolls back: never back in the pool inside a transaction
                 raise
+        for r in rows:
+            if r["seq"] in refused:
+                log.error("outbox relay: event %s (%s on %s) is larger than the broker accepts; kept in the outbox "
+                          "and passed by (last_error starts with %r): %r", r["event_id"], r["event_type"],
+                          r["topic"], UNPUBLISHABLE, refused[r["seq"]])
         if failed:
             raise PublishFailed(f"{len(failed)} outbox events not acknowledged: {first_error!r}") from first_error
-        return len(done), len(rows)
+        return len(done) + len(refused), len(rows)
 
     @cached_property
     def _autocommit(self) -> AsyncEngine:
@@ -282,8 +308,11 @@ class OutboxRelay:
     @cached_property
     def _take_sql(self) -> str:
         # The uncorrelated subquery runs once: when another relay holds the lock, no row is taken.
+        # Rows set aside as unpublishable stay in the table (nothing is lost) but are passed by.
         return (f"DELETE FROM {self.table.name} WHERE seq IN (SELECT seq FROM {self.table.name} "  # noqa: S608
-                "WHERE (SELECT pg_try_advisory_xact_lock($1)) ORDER BY seq LIMIT $2) RETURNING " + ", ".join(_TAKEN))
+                "WHERE (SELECT pg_try_advisory_xact_lock($1)) "
+                f"AND (last_error IS NULL OR left(last_error, {len(UNPUBLISHABLE)}) <> '{UNPUBLISHABLE}') "
+                "ORDER BY seq LIMIT $2) RETURNING " + ", ".join(_TAKEN))
 
     @cached_property
     def _put_back_sql(self) -> str:
@@ -291,16 +320,22 @@ class OutboxRelay:
         return (f"INSERT INTO {self.table.name} ({', '.join(columns)}) "  # noqa: S608
                 f"VALUES ({', '.join(f'${i + 1}' for i in range(len(columns)))})")
 
-    async def _send(self, rows) -> tuple[set[int], BaseException | None]:
-        """Send rows in order and wait for the broker; returns the seqs it acknowledged and the first error. Once one
-        event of a key failed, later events of that key are held back too, so that they never overtake it."""
+    async def _send(self, rows) -> tuple[set[int], BaseException | None, dict[int, BaseException]]:
+        """Send rows in order and wait for the broker; returns the seqs it acknowledged, the first error, and the rows
+        refused for good (too large for any broker of ours: {seq: error}). Once one event of a key failed, later
+        events of that key are held back too, so that they never overtake it."""
         headers = [("content-type", CONTENT_TYPE.encode())]
         spans = tracing.publishing(self.service, rows) if tracing.enabled else None
         futures = []
+        refused: dict[int, BaseException] = {}
         try:
             for row in rows:
-                futures.append(await self.producer.send(
-                    row["topic"], value=row["payload"], key=row["key"].encode(), headers=headers))
+                try:
+                    futures.append(await self.producer.send(
+                        row["topic"], value=row["payload"], key=row["key"].encode(), headers=headers))
+                except MessageSizeTooLargeError as exc:  # refused by the client before sending: this row only
+                    refused[row["seq"]] = exc
+                    futures.append(_failed(exc))
             results = await asyncio.gather(*futures, return_exceptions=True)
         except BaseException as exc:
             if spans:
@@ -311,16 +346,21 @@ class OutboxRelay:
         done, failed_keys, first_error = set(), set(), None
         published: Counter[str] = Counter()
         for row, res in zip(rows, results):
+            if isinstance(res, MessageSizeTooLargeError):  # no retry can succeed: set aside, out of the key's order
+                refused[row["seq"]] = res
+                EVENTS_PUBLISH_FAILED.labels(self.service, row["topic"]).inc()
+                continue
             if isinstance(res, BaseException) or (row["topic"], row["key"]) in failed_keys:
                 failed_keys.add((row["topic"], row["key"]))
-                first_error = first_error or res
+                if isinstance(res, BaseException):
+                    first_error = first_error or res
                 EVENTS_PUBLISH_FAILED.labels(self.service, row["topic"]).inc()
                 continue
             done.add(row["seq"])
             published[row["topic"]] += 1
         for topic, n in published.items():
             EVENTS_PUBLISHED.labels(self.service, topic).inc(n)
-        return done, first_error
+        return done, first_error, refused
 
     async def _update_gauges(self) -> None:
         now = time.monotonic()
