@@ -72,6 +72,17 @@ async def test_the_shared_edge_of_every_service(broker, name, create_app, settin
             assert head.status_code == got.status_code, (path, head.status_code, got.status_code)
             assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"], path
 
+        # ... refusals made before any route runs included: a forged token (401) and an oversize body (413) answer
+        # HEAD without a body too, with the correlation id every response carries.
+        url = _fill(reads[0])
+        forged = {"authorization": "Bearer not.a.token", "x-correlation-id": "head-401"}
+        got, head = await svc.http.get(url, headers=forged), await svc.http.head(url, headers=forged)
+        assert got.status_code == head.status_code == 401 and got.content and head.content == b""
+        assert head.headers["x-correlation-id"] == "head-401"
+        big = {**office, "content-length": str(LIMIT + 1)}
+        head = await svc.http.request("HEAD", url, headers=big)
+        assert head.status_code == 413 and head.content == b"" and head.headers["x-correlation-id"]
+
         # OPTIONS names what a path allows; a method a path lacks is 405 with the same list.
         r = await svc.http.options("/healthz")
         assert r.status_code == 204 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}

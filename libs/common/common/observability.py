@@ -154,18 +154,29 @@ class HttpMiddleware:
         status = {"code": 500}
         start = time.perf_counter()
 
+        async def respond(message: Message) -> None:
+            # Every response leaves through here, the app's and this middleware's own refusals alike: it carries the
+            # correlation id, and a HEAD response has no body (RFC 9110 9.3.2) whoever wrote it.
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-correlation-id", cid_bytes)]}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        cid_bytes = cid.encode("latin-1")
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             resp = problem(413, f"request body is {int(declared)} bytes; the limit is {self.max_body_bytes}",
                            slug="payload-too-large", title="Payload too large")
-            await resp(scope, receive, send)
+            await resp(scope, receive, respond)
             self._observe(scope, method, 413, start)
             correlation_id_var.reset(token)
             return
 
         refusal = self._admit(scope, headers)
         if refusal is not None:
-            await refusal(scope, receive, send)
+            await refusal(scope, receive, respond)
             self._observe(scope, method, refusal.status_code, start)
             correlation_id_var.reset(token)
             return
@@ -194,12 +205,7 @@ class HttpMiddleware:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                status["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [(b"x-correlation-id", cid.encode("latin-1"))]
-            elif head and message["type"] == "http.response.body":
-                message = {**message, "body": b""}
-            await send(message)
+            await respond(message)
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
@@ -210,8 +216,7 @@ class HttpMiddleware:
                 if overflowed and not started:
                     resp = problem(413, f"request body exceeds the limit of {limit} bytes", slug="payload-too-large",
                                    title="Payload too large", headers={"Connection": "close"})
-                    status["code"] = 413
-                    await resp(scope, receive, send)
+                    await resp(scope, receive, respond)
             finally:
                 await _close_all(scope[CLOSERS])
                 self._observe(scope, method, status["code"], start)
