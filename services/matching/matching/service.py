@@ -449,32 +449,42 @@ async def act_on_match(
         # so its fill is counted on committed rows and announced once.
         opp = await get_opportunity(session=session, opportunity_id=m.opportunity_id, lock=True)
         now = utcnow()
-        if m.status == MatchStatus.PROPOSED and m.expires_at is not None and m.expires_at <= now:
+        expired = m.status == MatchStatus.PROPOSED and m.expires_at is not None and m.expires_at <= now
+        if expired:  # the expiry is committed (and announced) now; the action is refused below, after the commit
             await _expire_match(session, stager, m, opp, now)
-            raise Conflict(f"match {m.id} expired at {m.expires_at.isoformat()} before it was answered",
-                           current_status=MatchStatus.EXPIRED.value)
-        if action == "accept" and opp.status != OpportunityStatus.OPEN:
-            raise Conflict(f"opportunity {opp.id} is {opp.status}; it cannot take another partner now")
-        new_status = match_next(m.status, action, side=side)
-        if new_status == MatchStatus.ACCEPTED:
-            taken = (await seats_taken(session=session, opportunity_ids=[opp.id])).get(opp.id, 0)
-            check_seats(requested=m.seats, capacity=opp.capacity, taken=taken)
-        if new_status == MatchStatus.COMPLETED:
-            if outcomes is None:
-                raise Unprocessable("completing a collaboration needs its outcomes", fields=list(OUTCOME_FIELDS))
-            m.outcomes = {k: int(outcomes.get(k, 0)) for k in OUTCOME_FIELDS}
-            m.completed_at = now
-        if new_status in (MatchStatus.ACCEPTED, MatchStatus.DECLINED):
-            m.decided_at = now
-        m.status = new_status.value
-        m.progress = [*m.progress, progress_entry(actor=actor, action=action, status=m.status, note=note, at=now)]
-        m.version += 1
-        m.updated_at = now
-        await session.flush()
-        await _stage_match(session, stager, m, opp)
-        if new_status in (MatchStatus.ACCEPTED, MatchStatus.CANCELLED):
-            await _sync_opportunity_fill(session, stager, opp)
+        else:
+            await _apply_match_action(session, stager, m, opp, action=action, side=side, actor=actor,
+                                      outcomes=outcomes, note=note, now=now)
+    if expired:
+        raise Conflict(f"match {m.id} expired at {m.expires_at.isoformat()} before it was answered",
+                       current_status=MatchStatus.EXPIRED.value)
     return m
+
+
+async def _apply_match_action(session: AsyncSession, stager: EventStager, m: Match, opp: Opportunity, *, action: str,
+                              side: Side, actor: Principal, outcomes: dict | None, note: str, now: datetime) -> None:
+    """The state change of act_on_match, under both row locks."""
+    if action == "accept" and opp.status != OpportunityStatus.OPEN:
+        raise Conflict(f"opportunity {opp.id} is {opp.status}; it cannot take another partner now")
+    new_status = match_next(m.status, action, side=side)
+    if new_status == MatchStatus.ACCEPTED:
+        taken = (await seats_taken(session=session, opportunity_ids=[opp.id])).get(opp.id, 0)
+        check_seats(requested=m.seats, capacity=opp.capacity, taken=taken)
+    if new_status == MatchStatus.COMPLETED:
+        if outcomes is None:
+            raise Unprocessable("completing a collaboration needs its outcomes", fields=list(OUTCOME_FIELDS))
+        m.outcomes = {k: int(outcomes.get(k, 0)) for k in OUTCOME_FIELDS}
+        m.completed_at = now
+    if new_status in (MatchStatus.ACCEPTED, MatchStatus.DECLINED):
+        m.decided_at = now
+    m.status = new_status.value
+    m.progress = [*m.progress, progress_entry(actor=actor, action=action, status=m.status, note=note, at=now)]
+    m.version += 1
+    m.updated_at = now
+    await session.flush()
+    await _stage_match(session, stager, m, opp)
+    if new_status in (MatchStatus.ACCEPTED, MatchStatus.CANCELLED):
+        await _sync_opportunity_fill(session, stager, opp)
 
 
 async def add_progress_note(*, session: AsyncSession, match_id: str, note: str, actor: Principal) -> Match:

@@ -3,6 +3,7 @@ municipal inbound demand (with its dead-letter topic) and placement rounds."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -206,6 +207,22 @@ async def test_expired_proposals_and_merges_follow_the_successor(broker):
         assert (await svc.http.get(f"/matches/{mid}", headers=old_admin)).json()["status"] == "expired"
         r = await svc.http.post(f"/matches/{mid}/accept", headers=old_admin)
         assert r.status_code == 409 and r.json()["allowed"] == []
+
+        # answering a proposal whose time ran out before any sweep: 409, and the expiry itself stands (announced once)
+        late = await svc.http.post("/matches", json={"opportunity_id": opp["id"]},
+                                   headers=auth("institution_admin", institution=partner["id"]))
+        assert late.status_code == 201
+        late_id = late.json()["id"]
+        await asyncio.sleep(1.0)  # past its ttl of under a second; no sweep runs in between
+        r = await svc.http.post(f"/matches/{late_id}/accept", headers=old_admin)
+        assert r.status_code == 409 and r.json()["current_status"] == "expired", r.text
+        assert (await svc.http.get(f"/matches/{late_id}", headers=old_admin)).json()["status"] == "expired"
+        again = await svc.http.post(f"/matches/{late_id}/accept", headers=old_admin)
+        assert again.status_code == 409
+        records = await read_topic(broker.bootstrap, "matching.match.v1", until=lambda rs: any(
+            r.key == late_id.encode() and b"expired" in r.value for r in rs))
+        types = [orjson.loads(r.value)["type"].removeprefix(PREFIX) for r in records if r.key == late_id.encode()]
+        assert types == ["matching.match.proposed", "matching.match.expired"]
 
         merged = old | {"status": "withdrawn", "successor_id": new["id"], "version": 2}
         await publish_institutions(broker.bootstrap, merged, name="registry.institution.merged")
