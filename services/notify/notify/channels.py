@@ -109,21 +109,63 @@ async def webhook_target_problem(url: str, *, allow_private: bool, proxied: bool
     link-local or otherwise non-public addresses (unless `allow_private`, for development and tests). Behind an egress
     proxy (`proxied`) the proxy resolves names and keeps the allow-list, so a name notify cannot resolve itself is
     passed on to it; an address literal is still checked here."""
+    return (await webhook_target(url, allow_private=allow_private, proxied=proxied))[0]
+
+
+async def webhook_target(url: str, *, allow_private: bool, proxied: bool = False) -> tuple[str | None, str | None]:
+    """(why notify must not call `url` or None, the address to connect to or None): the name is resolved once, every
+    address it gives is checked, and the call then goes to the first of them, so a DNS answer that changes between
+    the check and the connection (rebinding to an internal address) is never followed. None as the address: connect
+    by name (an address literal, or behind the egress proxy, which resolves and enforces the allow-list itself)."""
     host = httpx.URL(url).host
     if not host:
-        return "the URL has no host"
-    if allow_private:
-        return None
+        return "the URL has no host", None
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None or proxied:
+        if literal is not None and not allow_private and (not literal.is_global or literal.is_multicast):
+            return _non_public(host, literal), None
+        if literal is None and not allow_private:
+            try:  # a name the proxy resolves: still refused here when it visibly points inside
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            except OSError:
+                return None, None
+            for addr in _addresses(infos):
+                if not addr.is_global or addr.is_multicast:
+                    return _non_public(host, addr), None
+        return None, None
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError:
-        return None if proxied else f"the host {host} does not resolve"
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not addr.is_global or addr.is_multicast:
-            return (f"the host {host} is on a non-public address ({addr}); webhooks go to public endpoints "
-                    "(NOTIFY_WEBHOOK_ALLOW_PRIVATE_NETWORKS allows others)")
-    return None
+        return f"the host {host} does not resolve", None
+    addresses = _addresses(infos)
+    if not allow_private:
+        for addr in addresses:
+            if not addr.is_global or addr.is_multicast:
+                return _non_public(host, addr), None
+    return None, str(addresses[0])
+
+
+def _addresses(infos) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+
+
+def _non_public(host: str, addr) -> str:
+    return (f"the host {host} is on a non-public address ({addr}); webhooks go to public endpoints "
+            "(NOTIFY_WEBHOOK_ALLOW_PRIVATE_NETWORKS allows others)")
+
+
+def pinned_request(url: str, address: str | None) -> tuple[str, dict[str, str], dict]:
+    """The URL, extra headers and request extensions that send a call for `url` to `address` (checked already)
+    while the server still sees the name: Host header for HTTP, SNI and certificate check for HTTPS."""
+    if address is None:
+        return url, {}, {}
+    parsed = httpx.URL(url)
+    host_header = parsed.host if parsed.port is None else f"{parsed.host}:{parsed.port}"
+    extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
+    return str(parsed.copy_with(host=address)), {"Host": host_header}, extensions
 
 
 class WebhookChannel:
@@ -150,15 +192,19 @@ class WebhookChannel:
         """Deliver one event to one subscription."""
         if sub is None or not sub.active:
             return Outcome(False, reason="the webhook subscription was removed or deactivated", permanent=True)
-        # checked again at each send: a name that resolved to a public address may not any more (DNS rebinding)
-        refused = await webhook_target_problem(sub.url, allow_private=self.s.webhook_allow_private_networks,
-                                               proxied=bool(self.s.http_proxy))
+        # Checked again at each send, and the call goes to the very address checked: a name that resolved to a public
+        # address may not any more, or may answer differently a moment later (DNS rebinding).
+        refused, address = await webhook_target(sub.url, allow_private=self.s.webhook_allow_private_networks,
+                                                proxied=bool(self.s.http_proxy))
         if refused:
             return Outcome(False, reason=f"webhook target refused: {refused}", permanent=True)
         body, headers = self.request_parts(d, sub, int(time.time()))
         headers.update(tracing.current_context())  # W3C traceparent of this attempt's span, when tracing is on
+        url, pinned_headers, extensions = pinned_request(sub.url, address)
+        headers.update(pinned_headers)
         try:
-            r = await self.client.post(sub.url, content=body, headers=headers, timeout=self.s.send_timeout_seconds)
+            r = await self.client.post(url, content=body, headers=headers, timeout=self.s.send_timeout_seconds,
+                                       extensions=extensions)
         except httpx.HTTPError as exc:
             return Outcome(False, reason=f"webhook unreachable: {exc.__class__.__name__}: {exc}"[:500])
         if 200 <= r.status_code < 300:
