@@ -51,6 +51,8 @@ from common.metrics import (
 from common.outbox import producer_is_broken
 from common.provenance import provenance_problem
 
+# How long stopping may take to commit and leave the group before the process moves on (shutdown stays bounded).
+STOP_SECONDS = 10.0
 log = logging.getLogger("common.consumer")
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
@@ -227,9 +229,9 @@ class EventConsumer:
             finally:
                 self._in_flight = 0
                 self._consumer = None
-                try:
-                    await consumer.stop()
-                except Exception:  # stopping a consumer whose broker vanished may fail; nothing to keep
+                try:  # bounded: leaving the group waits on the coordinator, up to the request timeout (40 s)
+                    await asyncio.wait_for(consumer.stop(), timeout=STOP_SECONDS)
+                except Exception:  # a broker that vanished or is slow; the group rebalances without us anyway
                     pass
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:

@@ -86,6 +86,9 @@ class ServedUnder:
         await self.app(scope, receive, send)
 
 
+# How long stopping waits for the background tasks (consumers leave their groups meanwhile).
+STOP_TASKS_SECONDS = 15.0
+
 class Runtime:
     """The live resources of a running service, kept on `app.state.runtime`."""
 
@@ -209,7 +212,11 @@ class Runtime:
                 await asyncio.wait_for(relay[0], timeout=5)
             except (TimeoutError, asyncio.CancelledError):
                 relay[0].cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.tasks:  # bounded, so a stop always ends within the orchestrator's grace period
+            _, pending = await asyncio.wait(self.tasks, timeout=STOP_TASKS_SECONDS)
+            if pending:
+                log.warning("stopping: %s did not finish within %.0f s; left behind",
+                            ", ".join(sorted(t.get_name() for t in pending)), STOP_TASKS_SECONDS)
         if self.producer_ready.is_set():
             try:
                 await asyncio.wait_for(self.producer.stop(), timeout=10)
