@@ -94,3 +94,49 @@ def test_a_malformed_trace_attribute_is_dropped_and_the_event_still_accepted(val
 
 def test_every_topic_has_a_dead_letter_topic():
     assert dead_letter_topic("registry.institution.v1") == "registry.institution.v1.dlq"
+
+
+# --- the binding's binary content mode (what the SDKs' Kafka serialisers write by default) ----------------------
+
+def _sdk_binary(data: dict, **attributes) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    from cloudevents.v1.kafka import to_binary
+
+    event = SdkEvent({"type": "cn.gov.sh.rsj.talent_demand.posted", "source": "//rsj.sh.gov.cn/talent-demand",
+                      "id": "td-1", "time": "2026-05-01T08:00:00+08:00", "subject": "td-1",
+                      "datacontenttype": "application/json", **attributes}, data)
+    message = to_binary(event)
+    return message.value, [(k, v) for k, v in message.headers.items()]
+
+
+def test_a_binary_mode_record_from_the_official_sdk_is_the_same_event_as_its_structured_form():
+    value, headers = _sdk_binary({"external_id": "td-1", "headcount": 3}, traceparent="00-" + "a" * 32 + "-" + "b" * 16
+                                 + "-01")
+    ev = CloudEvent.from_record(value, headers)
+    assert (ev.id, ev.type, ev.source, ev.subject) == ("td-1", "cn.gov.sh.rsj.talent_demand.posted",
+                                                       "//rsj.sh.gov.cn/talent-demand", "td-1")
+    assert ev.data == {"external_id": "td-1", "headcount": 3} and ev.time.utcoffset().total_seconds() == 8 * 3600
+    assert ev.traceparent.startswith("00-aaaa")
+    structured = CloudEvent.from_record(ev.to_bytes(), [("content-type", b"application/cloudevents+json")])
+    assert structured == ev
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"ce_specversion": b"0.3"}, "unsupported specversion"),
+    ({"content-type": b"application/xml"}, "carry JSON data"),
+    ({"ce_id": b"\xff\xfe"}, "not UTF-8"),
+    ({"ce_time": b"yesterday"}, "invalid CloudEvent attributes"),
+])
+def test_a_bad_binary_mode_record_has_a_clear_reason(change, reason):
+    value, headers = _sdk_binary({"external_id": "td-1"})
+    headers = [(k, change.get(k, v)) for k, v in headers] + [(k, v) for k, v in change.items()
+                                                              if k not in dict(headers)]
+    with pytest.raises(MalformedEvent, match=reason):
+        CloudEvent.from_record(value, headers)
+
+
+def test_binary_mode_data_must_be_json_and_a_structured_tombstone_is_refused():
+    _, headers = _sdk_binary({"x": 1})
+    with pytest.raises(MalformedEvent, match="not valid JSON"):
+        CloudEvent.from_record(b"{not json", headers)
+    with pytest.raises(MalformedEvent, match="tombstone"):
+        CloudEvent.from_record(None, [])

@@ -329,10 +329,8 @@ class EventConsumer:
                 await self._apply_one_with_retries(d)
 
     def _decode(self, msg: ConsumerRecord) -> _Decoded:
-        if msg.value is None:
-            return _Decoded(msg, error="empty message (tombstone) where a CloudEvent was expected")
         try:
-            ev = CloudEvent.from_bytes(msg.value)
+            ev = CloudEvent.from_record(msg.value, msg.headers)  # structured or binary content mode
         except MalformedEvent as exc:
             return _Decoded(msg, error=str(exc))
         problem = provenance_problem(msg.topic, ev.source, self.owners)

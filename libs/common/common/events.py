@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -17,6 +18,10 @@ CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 TRACE_ATTRIBUTE_MAX = 512  # W3C: a traceparent is 55 characters (version 00); tracestate is kept up to 512
 
 P = TypeVar("P", bound=BaseModel)
+
+
+# The header prefix of CloudEvents attributes in the binding's binary content mode (ce_id, ce_type, ...).
+BINARY_PREFIX = "ce_"
 
 
 class MalformedEvent(ValueError):
@@ -67,6 +72,51 @@ class CloudEvent(BaseModel):
             return cls.model_validate(doc)
         except ValidationError as exc:
             raise MalformedEvent(f"invalid CloudEvent envelope: {brief_errors(exc)}") from exc
+
+    @classmethod
+    def from_record(cls, value: bytes | None, headers: Iterable[tuple[str, bytes]] | None) -> CloudEvent:
+        """Parse a Kafka record in either content mode of the CloudEvents Kafka binding: structured (the JSON event is
+        the value; what the platform writes) or binary (each attribute in a `ce_<name>` header, the data as the value,
+        its media type in `content-type`; what the official SDKs' Kafka serialisers write by default)."""
+        attributes: dict[str, Any] = {}
+        content_type = None
+        for name, raw in headers or ():
+            key = name.lower()
+            if key != "content-type" and not key.startswith(BINARY_PREFIX):
+                continue
+            try:
+                text = raw.decode("utf-8") if raw is not None else None
+            except UnicodeDecodeError as exc:
+                raise MalformedEvent(f"header {name!r} is not UTF-8 text") from exc
+            if key == "content-type":
+                content_type = text
+            else:
+                attributes[key.removeprefix(BINARY_PREFIX)] = text
+        if "specversion" not in attributes:  # structured mode
+            if value is None:
+                raise MalformedEvent("empty message (tombstone) where a CloudEvent was expected")
+            return cls.from_bytes(value)
+        if attributes["specversion"] != "1.0":
+            raise MalformedEvent(f"unsupported specversion {attributes['specversion']!r} (expected '1.0')")
+        if "data" in attributes:
+            raise MalformedEvent("a binary-mode event carries its data in the record's value, not a ce_data header")
+        content_type = content_type or "application/json"
+        if value is not None and not _is_json(content_type):
+            raise MalformedEvent(f"binary-mode data of type {content_type!r}: this platform's events carry JSON data")
+        try:
+            data = orjson.loads(value) if value is not None else None
+        except orjson.JSONDecodeError as exc:
+            raise MalformedEvent(f"binary-mode data is not valid JSON: {exc}") from exc
+        try:
+            return cls.model_validate({**attributes, "datacontenttype": content_type, "data": data})
+        except ValidationError as exc:
+            raise MalformedEvent(f"invalid CloudEvent attributes: {brief_errors(exc)}") from exc
+
+
+def _is_json(media_type: str) -> bool:
+    """Whether a media type is JSON (application/json, text/json, or any +json suffix), parameters aside."""
+    essence = media_type.split(";", 1)[0].strip().lower()
+    return essence in ("application/json", "text/json") or essence.endswith("+json")
 
 
 def brief_errors(exc: ValidationError) -> str:
