@@ -59,33 +59,27 @@ cluster: install ## a three-node Kafka cluster (SASL_SSL, ACLs, replication 3, m
 	@$(BIN)/python scripts/cluster.py start
 
 cluster-faults: install ## the full fault suite on a three-node cluster with replicated services (make test runs a short one)
-	@$(BIN)/python scripts/pg.py start
 	@CLUSTER_FULL=1 $(BIN)/python -m pytest -m cluster -s $(PYTEST_ARGS)
 
 run: install ## PostgreSQL + broker + the four services (registry 8001, matching 8002, events 8003, notify 8004)
 	@$(BIN)/python scripts/run.py
 
 test: install ## the whole suite against a real Kafka broker and the embedded PostgreSQL
-	@$(BIN)/python scripts/pg.py start
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## pure domain tests only (no broker, no database)
 	@$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 chaos: install ## fault injection under load: broker stop, kill -9, PostgreSQL restart, with a loss checker
-	@$(BIN)/python scripts/pg.py start
 	@$(BIN)/python -m pytest -m chaos -s $(PYTEST_ARGS)
 
 fuzz: install ## schemathesis over the four OpenAPI documents with every role's token (FUZZ_EXAMPLES=50 by default)
-	@$(BIN)/python scripts/pg.py start
 	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} $(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
 
 load: install ## mixed open-loop load on the four services as processes (LOAD_RATE=100 req/s, LOAD_SECONDS=60); load/results
-	@$(BIN)/python scripts/pg.py start
 	@$(BIN)/python -m load $(LOAD_ARGS)
 
 bench: install ## benchmarks: figures printed, JSON written to bench/results
-	@$(BIN)/python scripts/pg.py start
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install ## ruff over everything
