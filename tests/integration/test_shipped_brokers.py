@@ -9,6 +9,7 @@ security configuration, not Docker's or the image's start-up scripts."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import os
@@ -25,6 +26,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
+from common.config import KafkaSettings
 from common.kafka import KafkaSecurity
 from tests.support.harness import ROOT, free_port, kafka_access
 
@@ -79,8 +81,8 @@ def _relocate(text: str, ports: dict[int, int]) -> str:
 class ShippedBroker:
     """One broker started from a shipped configuration, in `folder`."""
 
-    def __init__(self, folder: Path, env: dict[str, str]):
-        self.folder, self.env = folder, env
+    def __init__(self, folder: Path, env: dict[str, str], extra: tuple[str, ...] = ()):
+        self.folder, self.env, self.extra = folder, env, extra
         self.ports = {9092: free_port(), 19092: free_port(), 9093: free_port()}
         self.proc: subprocess.Popen | None = None
 
@@ -100,7 +102,7 @@ class ShippedBroker:
         overrides = [_relocate(p, self.ports) for p in _image_properties(self.env)]
         overrides = [f"log.dirs={self.folder / 'data'}" if p.startswith("log.dirs=") else p for p in overrides]
         props = self.folder / "server.properties"
-        props.write_text(server + "\n".join(overrides) + "\n")
+        props.write_text(server + "\n".join([*overrides, *self.extra]) + "\n")
         subprocess.run(broker._java_cmd("kafka.tools.StorageTool", "format", "-t", self.env["CLUSTER_ID"], "-c",
                                         str(props), heap="128m"), check=True, capture_output=True, text=True)
         log = open(self.folder / "broker.log", "ab")
@@ -242,3 +244,51 @@ def test_the_access_plan_passwords_are_the_principals_env_files(shipped):
     plan = json.loads((shipped.folder / "files" / "access.json").read_text())
     assert set(plan["scram"]) == set(MODEL.principals)
     assert all(plan["scram"][p] == shipped.security(p).password for p in MODEL.principals)
+
+
+def _client_certificate(folder: Path, name: str) -> tuple[str, str]:
+    """A client certificate for `name` signed by the generated development CA: (certfile, keyfile) in PEM."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((folder / "ca-key.pem").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    certfile, keyfile = folder / f"{name}-client.pem", folder / f"{name}-client-key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+async def test_a_listener_that_asks_for_mutual_tls_admits_the_client_certificate_settings(tmp_path):
+    """KAFKA_SSL_CERTFILE / KAFKA_SSL_KEYFILE, for a platform whose broker listener requires client certificates
+    (ssl.client.auth=required on the external listener of compose's configuration): with its certificate the
+    platform's client connects and writes; without one the TLS handshake is refused."""
+    files = tmp_path / "files"
+    access.broker_files(files, model=MODEL, names=access.COMPOSE_BROKER_NAMES)
+    broker = ShippedBroker(tmp_path, _compose_env(), extra=("listener.name.external.ssl.client.auth=required",))
+    broker.start()
+    try:
+        done = _kafka_access_job(broker, _compose_job_env())
+        assert done.returncode == 0, done.stdout + done.stderr
+        platform = "human-resources"
+        certfile, keyfile = _client_certificate(files, platform)
+        with_cert = dataclasses.replace(broker.security(platform), certfile=certfile, keyfile=keyfile)
+        settings = KafkaSettings(**with_cert.as_env())  # as a client configured by environment would build it
+        await _produce(broker.external, settings.kafka_security, MODEL.principals[platform].writes[0])
+        with pytest.raises((KafkaError, asyncio.TimeoutError)):
+            await asyncio.wait_for(_produce(broker.external, broker.security(platform),
+                                            MODEL.principals[platform].writes[0]), 30)
+    finally:
+        broker.stop()
