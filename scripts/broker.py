@@ -341,6 +341,34 @@ def certificates(folder: Path, keystore_password: str, *, names: tuple[str, ...]
     (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
 
+def leaf_certificate(folder: Path, name: str, *, client: bool = False, days: int = 825) -> tuple[bytes, bytes]:
+    """A certificate for `name` signed by the development CA in `folder` (ca.pem, ca-key.pem): for a server (a DNS
+    name, e.g. the dev cluster's Ingress host) or, with `client`, for mutual TLS. Returns (certificate, key) in PEM."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((folder / "ca-key.pem").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+               .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+    if not client:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
 def security_setup(folder: Path = SECURITY_DIR) -> dict:
     """Create (once) the CA, the broker's keystore and a password for every principal; return what the broker needs.
 

@@ -396,6 +396,7 @@ COMPOSE_BROKER_NAMES = ("kafka", "localhost")
 K8S_BROKER_NAMES = ("kafka", f"kafka.{K8S_NAMESPACE}.svc", f"kafka.{K8S_NAMESPACE}.svc.cluster.local",
                     f"kafka-0.kafka.{K8S_NAMESPACE}.svc.cluster.local", "localhost")
 BROKER_MOUNT = "/etc/kafka/cjrh"  # where compose and the dev overlay mount the broker's files
+K8S_DEV_HOST = "cjrh.localtest.me"  # the dev overlay's Ingress host
 SINGLE_NODE_TOPICS = {"partitions": 3, "replication": 1, "min_insync_replicas": 1}
 
 
@@ -500,6 +501,17 @@ def k8s_dev_secrets(out: Path = K8S_DEV_DIR, model: AccessModel | None = None) -
             doc["data"] = {k: base64.b64encode(v).decode() for k, v in binary.items()}
         return doc
 
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cjrh_broker_script", ROOT / "scripts" / "broker.py")
+    broker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(broker)
+    tls_path, key_path = out / "ingress-tls.pem", out / "ingress-tls-key.pem"
+    if not tls_path.exists():  # the Ingress's certificate, by the same development CA (trust ca.pem to call it)
+        cert, key = broker.leaf_certificate(folder, K8S_DEV_HOST)
+        tls_path.write_bytes(cert)
+        key_path.write_bytes(key)
+        key_path.chmod(0o600)
     broker_keys = ["server.properties", "admin.properties", "access.json"]
     docs = [
         secret("kafka-broker", binary={**{k: files[k].encode() for k in broker_keys},
@@ -511,6 +523,8 @@ def k8s_dev_secrets(out: Path = K8S_DEV_DIR, model: AccessModel | None = None) -
         *(secret(name, string={"password": passwords[name]}, labels={"cjrh.sh.cn/principal-kind": p.kind})
           for name, p in model.principals.items()),
         secret("cjrh-jwt", string={"JWT_SECRET": passwords["jwt"]}),
+        {**secret("cjrh-api-tls", binary={"tls.crt": tls_path.read_bytes(), "tls.key": key_path.read_bytes()}),
+         "type": "kubernetes.io/tls"},
         secret("postgres-admin", string={"POSTGRES_PASSWORD": passwords["postgres"],
                                          **{f"{s.upper()}_DB_PASSWORD": passwords[f"db-{s}"] for s in services}}),
         *(secret(f"{s}-database", string={

@@ -248,6 +248,9 @@ def _secret_references(docs: list[dict]) -> dict[str, set[str]]:
     """Every Secret a workload of `docs` needs (optional ones aside): name -> the keys it reads (empty: all)."""
     refs: dict[str, set[str]] = {}
     for d in docs:
+        if d["kind"] == "Ingress":
+            for tls in d["spec"].get("tls", []):
+                refs.setdefault(tls["secretName"], set()).update({"tls.crt", "tls.key"})
         if d["kind"] not in ("Deployment", "Job", "StatefulSet"):
             continue
         pod = d["spec"]["template"]["spec"]
@@ -274,6 +277,8 @@ def test_k8s_dev_secrets_provide_every_secret_and_key_the_dev_overlay_needs(kust
         have = set(secrets[name].get("data", {})) | set(secrets[name].get("stringData", {}))
         assert keys <= have, f"Secret {name} lacks {sorted(keys - have)}"
     assert all(s["metadata"]["namespace"] == "cjrh" for s in secrets.values())
+    [ingress] = [d for d in kustomize_builds["dev"] if d["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"][0]["hosts"] == [access.K8S_DEV_HOST], "the Ingress certificate names its host"
     before = path.read_text()
     assert access.k8s_dev_secrets(tmp_path, model=MODEL).read_text() == before, "passwords survive a regeneration"
     assert oct(path.stat().st_mode & 0o777) == "0o600"

@@ -248,26 +248,10 @@ def test_the_access_plan_passwords_are_the_principals_env_files(shipped):
 
 def _client_certificate(folder: Path, name: str) -> tuple[str, str]:
     """A client certificate for `name` signed by the generated development CA: (certfile, keyfile) in PEM."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    ca_cert = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
-    ca_key = serialization.load_pem_private_key((folder / "ca-key.pem").read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert, key = _broker_script().leaf_certificate(folder, name, client=True, days=1)
     certfile, keyfile = folder / f"{name}-client.pem", folder / f"{name}-client-key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    certfile.write_bytes(cert)
+    keyfile.write_bytes(key)
     return str(certfile), str(keyfile)
 
 
