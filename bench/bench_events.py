@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -30,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.support import BenchContext, summary_ms, table
 from common.events import CloudEvent
 from common.migrations import upgrade_async
+from common.server import uvicorn_command
 from common.service import ensure_topics
 from events.config import MIGRATIONS
 from tests.support.harness import ROOT, auth, free_port, partitions_of, produce, token, tooling_security, wait_until
@@ -91,8 +91,7 @@ async def _events_process(ctx: BenchContext):
 
 def _spawn(port: int, env: dict, workers: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "events.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--log-level", "warning", "--workers", str(workers)],
+        [*uvicorn_command("events", host="127.0.0.1", port=port), "--log-level", "warning", "--workers", str(workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=open(SERVICE_LOG, "ab"),
         cwd=ROOT)
 

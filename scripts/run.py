@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from common.config import LOCAL_PG_PORT
+from common.server import uvicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = [("registry", 8001), ("matching", 8002), ("events", 8003), ("notify", 8004)]
@@ -76,8 +77,7 @@ def main() -> None:
                 "KAFKA_SSL_CAFILE": creds["cafile"]})
         log = open(ROOT / ".local" / "logs" / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", f"{name}.main:create_app", "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log"],
+            uvicorn_command(name, host="127.0.0.1", port=port),
             env=service_env, stdout=log, stderr=subprocess.STDOUT,
         )
         procs.append((name, port, proc))

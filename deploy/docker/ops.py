@@ -52,10 +52,10 @@ def topics_of(spec: Any) -> list[str]:
 
 def uvicorn_argv(port: int) -> list[str]:
     """The uvicorn command line of the service's app factory."""
-    return [sys.executable, "-m", "uvicorn", "--factory", f"{service_name()}.main:create_app",
-            "--host", "0.0.0.0",  # noqa: S104 (inside a container: the pod/container network is the boundary)
-            "--port", str(port), "--no-access-log", "--proxy-headers", "--forwarded-allow-ips", "*",
-            "--timeout-graceful-shutdown", "20"]
+    from common.server import uvicorn_command
+
+    # 0.0.0.0 inside a container: the pod/container network is the boundary
+    return uvicorn_command(service_name(), host="0.0.0.0", port=port, behind_proxy=True)  # noqa: S104
 
 
 def run_server(*, workers: bool) -> None:

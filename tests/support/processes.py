@@ -6,13 +6,13 @@ import importlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from common.server import uvicorn_command
 from tests.support.harness import (
     ROOT,
     current_group_suffix,
@@ -44,8 +44,7 @@ class ServiceProcess:
         """Start the process (its output appended to `log`)."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", f"{self.service}.main:create_app", "--host",
-                 "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+                uvicorn_command(self.service, host="127.0.0.1", port=self.port),
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
             )
 
