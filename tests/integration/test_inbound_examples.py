@@ -109,8 +109,11 @@ async def test_the_example_sent_in_binary_content_mode_by_the_official_sdk_is_ap
     example = DOC["components"]["messages"][name]["examples"][0]["payload"]
     suffix = uuid.uuid4().hex[:8]
     data = dict(example["data"])
-    if svc_name == "registry":  # another enterprise than the structured test's, found by its own name
-        data["name"] = f"{data['name']}{suffix}"
+    if svc_name == "registry":  # another enterprise than the example's (whose USCC the seeds also use)
+        from registry.domain import uscc_check_char
+
+        first17 = f"9131011{int(suffix, 16) % 10**10:010d}"
+        data |= {"name": f"{data['name']}{suffix}", "uscc": first17 + uscc_check_char(first17)}
     else:
         data["external_id"] = f"{data['external_id']}-{suffix}"
     attributes = {k: v for k, v in example.items() if k != "data"} | {"id": f"binary-{uuid.uuid4()}"}

@@ -220,7 +220,9 @@ async def run_service(
     defaults = {"log_json": False, "outbox_sweep_seconds": 0.2, "consumer_backoff_seconds": 0.05,
                 "write_rate_per_second": 0,  # storms and benchmarks write fast with one token; the limiter has its test
                 "failed_auth_per_second": 0,  # authorisation matrices send many refused tokens; so has this limiter
-                "consumer_group_suffix": current_group_suffix.get()}
+                # A service started outside a test (a package-wide fixture) gets groups of its own too: without a
+                # suffix it read every topic from the beginning, other tests' records included.
+                "consumer_group_suffix": current_group_suffix.get() or f".f{uuid.uuid4().hex[:8]}"}
     principal = overrides.pop("principal", None) or settings_cls.model_fields["service_name"].default
     settings = settings_cls(
         database_url=db_url, kafka_bootstrap_servers=broker.bootstrap,
