@@ -400,6 +400,16 @@ K8S_DEV_HOST = "cjrh.localtest.me"  # the dev overlay's Ingress host
 SINGLE_NODE_TOPICS = {"partitions": 3, "replication": 1, "min_insync_replicas": 1}
 
 
+def _broker_script():
+    """scripts/broker.py as a module (its certificate helpers)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cjrh_broker_script", ROOT / "scripts" / "broker.py")
+    broker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(broker)
+    return broker
+
+
 def broker_files(out: Path, *, model: AccessModel, names: tuple[str, ...],
                  extra_passwords: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[str, str]]:
     """Write a single-node broker's security material into `out` (never committed) and return (files, passwords):
@@ -407,12 +417,9 @@ def broker_files(out: Path, *, model: AccessModel, names: tuple[str, ...],
     INTERNAL, EXTERNAL and CONTROLLER, StandardAuthorizer, no access without an ACL), the admin's client settings, an
     env file per principal and the access plan (topics, SCRAM credentials, ACLs) the `kafka-access` job applies.
     Passwords already there are kept, so running it again only adds what is new."""
-    import importlib.util
     import secrets
 
-    spec = importlib.util.spec_from_file_location("cjrh_broker_script", ROOT / "scripts" / "broker.py")
-    broker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(broker)
+    broker = _broker_script()
     out.mkdir(parents=True, exist_ok=True)
     pw_path = out / "passwords.json"
     passwords = json.loads(pw_path.read_text()) if pw_path.exists() else {}
@@ -501,11 +508,7 @@ def k8s_dev_secrets(out: Path = K8S_DEV_DIR, model: AccessModel | None = None) -
             doc["data"] = {k: base64.b64encode(v).decode() for k, v in binary.items()}
         return doc
 
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cjrh_broker_script", ROOT / "scripts" / "broker.py")
-    broker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(broker)
+    broker = _broker_script()
     tls_path, key_path = out / "ingress-tls.pem", out / "ingress-tls-key.pem"
     if not tls_path.exists():  # the Ingress's certificate, by the same development CA (trust ca.pem to call it)
         cert, key = broker.leaf_certificate(folder, K8S_DEV_HOST)

@@ -43,19 +43,21 @@ def _broker_script():
     return module
 
 
-def _compose_env() -> dict[str, str]:
+def _compose_env(service: str) -> dict[str, str]:
+    """The environment compose gives `service`."""
     compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
-    return {k: str(v) for k, v in compose["services"]["kafka"]["environment"].items()}
+    return {k: str(v) for k, v in compose["services"][service]["environment"].items()}
 
 
-def _k8s_dev_env() -> dict[str, str]:
+def _k8s_dev_env(kind: str, name: str) -> dict[str, str]:
+    """The literal environment of the dev overlay's `kind`/`name` (rendered by kustomize, as kubectl applies it)."""
     rendered = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / "dev")],
                               capture_output=True, text=True, check=True).stdout
     for doc in yaml.safe_load_all(rendered):
-        if doc and doc["kind"] == "StatefulSet" and doc["metadata"]["name"] == "kafka":
+        if doc and doc["kind"] == kind and doc["metadata"]["name"] == name:
             [container] = doc["spec"]["template"]["spec"]["containers"]
-            return {e["name"]: e["value"] for e in container["env"]}
-    raise AssertionError("the dev overlay has no kafka StatefulSet")
+            return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    raise AssertionError(f"the dev overlay has no {kind} {name}")
 
 
 def _image_properties(env: dict[str, str]) -> list[str]:
@@ -142,24 +144,10 @@ def _kafka_access_job(broker: ShippedBroker, job_env: dict[str, str]) -> subproc
                            str(files / "access.json")], env=env, capture_output=True, text=True, timeout=180)
 
 
-def _compose_job_env() -> dict[str, str]:
-    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
-    return {k: str(v) for k, v in compose["services"]["kafka-access"]["environment"].items()}
-
-
-def _k8s_job_env() -> dict[str, str]:
-    rendered = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / "dev")],
-                              capture_output=True, text=True, check=True).stdout
-    for doc in yaml.safe_load_all(rendered):
-        if doc and doc["kind"] == "Job" and doc["metadata"]["name"] == "kafka-access":
-            [container] = doc["spec"]["template"]["spec"]["containers"]
-            return {e["name"]: e["value"] for e in container["env"]}
-    raise AssertionError("the dev overlay has no kafka-access Job")
-
-
-SETUPS = {
-    "compose": (access.COMPOSE_BROKER_NAMES, _compose_env, _compose_job_env),
-    "k8s-dev": (access.K8S_BROKER_NAMES, _k8s_dev_env, _k8s_job_env),
+SETUPS = {  # the broker's certificate names, its environment, the access job's environment
+    "compose": (access.COMPOSE_BROKER_NAMES, lambda: _compose_env("kafka"), lambda: _compose_env("kafka-access")),
+    "k8s-dev": (access.K8S_BROKER_NAMES, lambda: _k8s_dev_env("StatefulSet", "kafka"),
+                lambda: _k8s_dev_env("Job", "kafka-access")),
 }
 
 
@@ -261,10 +249,11 @@ async def test_a_listener_that_asks_for_mutual_tls_admits_the_client_certificate
     platform's client connects and writes; without one the TLS handshake is refused."""
     files = tmp_path / "files"
     access.broker_files(files, model=MODEL, names=access.COMPOSE_BROKER_NAMES)
-    broker = ShippedBroker(tmp_path, _compose_env(), extra=("listener.name.external.ssl.client.auth=required",))
+    broker = ShippedBroker(tmp_path, _compose_env("kafka"),
+                           extra=("listener.name.external.ssl.client.auth=required",))
     broker.start()
     try:
-        done = _kafka_access_job(broker, _compose_job_env())
+        done = _kafka_access_job(broker, _compose_env("kafka-access"))
         assert done.returncode == 0, done.stdout + done.stderr
         platform = "human-resources"
         certfile, keyfile = _client_certificate(files, platform)
