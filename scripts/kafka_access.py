@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import logging
 import os
 import sys
 import time
@@ -345,44 +344,11 @@ async def apply(bootstrap: str, *, admin, passwords: dict[str, str], model: Gene
         await kafka_admin.create_acls(client, model.acls)
     finally:
         await client.close()
-    await _wait_effective(bootstrap, admin=admin, passwords=passwords, model=model, deadline=deadline + timeout)
-
-
-async def _wait_effective(bootstrap: str, *, admin, passwords: dict[str, str], model: Generated,
-                          deadline: float) -> None:
-    """Wait until the broker enforces what was just created: the authoriser and the SCRAM store follow the metadata
-    log a moment after the controller acknowledged the change, and a client in that moment was refused (seen on a
-    loaded machine: ClusterAuthorizationFailed for the first idempotent producer). One principal proves it: its SCRAM
-    login and its IdempotentWrite, the last kinds of record created."""
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
-
-    from common.kafka import KafkaSecurity
-
-    principal = next((a.principal for a in model.acls if a.resource == "cluster" and a.principal in passwords), None)
-    if principal is None:
-        return
-    security = KafkaSecurity(protocol=admin.protocol, mechanism=admin.mechanism, username=principal,
-                             password=passwords[principal], cafile=admin.cafile)
-    sender_log = logging.getLogger("aiokafka.producer.sender")
-    level = sender_log.level
-    sender_log.setLevel(logging.CRITICAL)  # the refusals expected meanwhile are not errors worth printing
     try:
-        while True:
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                        request_timeout_ms=5000, **security.client_kwargs())
-            try:
-                await producer.start()  # authenticates and asks for a producer id (IdempotentWrite)
-                return
-            except KafkaError as exc:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the broker does not enforce the new credentials and ACLs yet: {exc!r}"
-                                       ) from exc
-                await asyncio.sleep(0.2)
-            finally:
-                await producer.stop()
-    finally:
-        sender_log.setLevel(level)
+        await kafka_admin.wait_enforced(bootstrap, acls=model.acls, passwords=passwords, protocol=admin.protocol,
+                                        cafile=admin.cafile, deadline=deadline + timeout)
+    except TimeoutError as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 # --- Docker Compose and the development Kubernetes overlay: the same model, applied by a job as the admin --------

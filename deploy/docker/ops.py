@@ -106,6 +106,7 @@ def kafka_access(plan_path: str) -> None:
     when listed, topics ({"topics": {name: {"partitions": n, "replication": r, "config": {...}}}}); retries while the
     broker starts. Reads only Kafka settings: it needs no JWT or database configuration."""
     import json
+    import time
     from types import SimpleNamespace
 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -149,37 +150,13 @@ def kafka_access(plan_path: str) -> None:
                 await admin.close()
         else:
             raise SystemExit("could not apply the Kafka access plan")
-        await enforced()
-
-    async def enforced() -> None:
-        """Return once the broker enforces the plan: its SCRAM store and authoriser follow the metadata log a moment
-        after the controller acknowledged, and a service started in that moment is refused. One principal's login
-        and IdempotentWrite, the last records created, prove it."""
-        import logging
-
-        from aiokafka import AIOKafkaProducer
-        from aiokafka.errors import KafkaError
-
-        from common.kafka import KafkaSecurity
-
-        who = next((a.principal for a in acls if a.resource == "cluster" and a.principal in plan["scram"]), None)
-        if who is None:
-            return
-        probe = KafkaSecurity(protocol=s.kafka_security_protocol, mechanism="SCRAM-SHA-512", username=who,
-                              password=plan["scram"][who], cafile=s.kafka_ssl_cafile)
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the refusals meanwhile are expected
-        for _ in range(300):
-            producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers, enable_idempotence=True,
-                                        request_timeout_ms=5000, **probe.client_kwargs())
-            try:
-                await producer.start()
-                print(f"kafka-access: enforced (logged in as {who})", flush=True)
-                return
-            except KafkaError:
-                await asyncio.sleep(0.2)
-            finally:
-                await producer.stop()
-        raise SystemExit("the broker does not enforce the access plan's credentials")
+        try:  # services started right after this job must not be refused
+            who = await kafka_admin.wait_enforced(
+                s.kafka_bootstrap_servers, acls=acls, passwords=plan["scram"], protocol=s.kafka_security_protocol,
+                cafile=s.kafka_ssl_cafile, deadline=time.monotonic() + 60)
+        except TimeoutError as exc:
+            raise SystemExit(str(exc)) from exc
+        print(f"kafka-access: enforced (logged in as {who})", flush=True)
 
     asyncio.run(go())
 

@@ -3,7 +3,8 @@
 aiokafka 0.14 knows CreateAcls only in versions 0-1, which Kafka 4.0 removed (KIP-896), and has no
 AlterUserScramCredentials at all. Both are small flexible-version requests, built here from aiokafka's own protocol
 types (schemas from Kafka's CreateAclsRequest.json v2-3 and AlterUserScramCredentialsRequest.json v0) and sent over
-an admin client's connection. Used by the development broker's setup and by tests, as the admin principal.
+an admin client's connection. Used by the development broker's setup, the kafka-access job and tests, as the admin
+principal.
 """
 
 from __future__ import annotations
@@ -139,3 +140,46 @@ async def create_acls(admin: AIOKafkaAdminClient, acls: Iterable[Any]) -> int:
     if failed:
         raise KafkaAdminError("ACLs refused: " + "; ".join(failed[:5]))
     return len(creations)
+
+
+async def wait_enforced(bootstrap: str, *, acls: Iterable[Any], passwords: dict[str, str], protocol: str,
+                        cafile: str | None, deadline: float) -> str | None:
+    """Return once the broker enforces freshly created credentials and ACLs, or raise TimeoutError at `deadline`
+    (time.monotonic()). The authoriser and the SCRAM store follow the metadata log a moment after the controller
+    acknowledged the change, and a client in that moment is refused (seen on a loaded machine:
+    ClusterAuthorizationFailed for the first idempotent producer). One principal proves it: its SCRAM login and its
+    IdempotentWrite, the last kinds of record created. Returns that principal (None when no principal of `passwords`
+    has IdempotentWrite)."""
+    import asyncio
+    import logging
+    import time
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from common.kafka import KafkaSecurity
+
+    who = next((a.principal for a in acls if a.resource == "cluster" and a.principal in passwords), None)
+    if who is None:
+        return None
+    probe = KafkaSecurity(protocol=protocol, mechanism="SCRAM-SHA-512", username=who, password=passwords[who],
+                          cafile=cafile)
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    level = sender_log.level
+    sender_log.setLevel(logging.CRITICAL)  # the refusals expected meanwhile are not errors worth printing
+    try:
+        while True:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                        request_timeout_ms=5000, **probe.client_kwargs())
+            try:
+                await producer.start()  # authenticates and asks for a producer id (IdempotentWrite)
+                return who
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the broker does not enforce the new credentials and ACLs yet: {exc!r}"
+                                       ) from exc
+                await asyncio.sleep(0.2)
+            finally:
+                await producer.stop()
+    finally:
+        sender_log.setLevel(level)
