@@ -120,31 +120,17 @@ async def webhook_target(url: str, *, allow_private: bool, proxied: bool = False
     host = httpx.URL(url).host
     if not host:
         return "the URL has no host", None
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None or proxied:
-        if literal is not None and not allow_private and (not literal.is_global or literal.is_multicast):
-            return _non_public(host, literal), None
-        if literal is None and not allow_private:
-            try:  # a name the proxy resolves: still refused here when it visibly points inside
-                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            except OSError:
-                return None, None
-            for addr in _addresses(infos):
-                if not addr.is_global or addr.is_multicast:
-                    return _non_public(host, addr), None
-        return None, None
-    try:
+    try:  # an address literal resolves to itself
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return f"the host {host} does not resolve", None
+    except OSError:  # a name only the proxy can resolve is passed on to it
+        return (None, None) if proxied else (f"the host {host} does not resolve", None)
     addresses = _addresses(infos)
     if not allow_private:
-        for addr in addresses:
-            if not addr.is_global or addr.is_multicast:
-                return _non_public(host, addr), None
+        inside = next((a for a in addresses if not a.is_global or a.is_multicast), None)
+        if inside is not None:
+            return _non_public(host, inside), None
+    if proxied or str(addresses[0]) == host:
+        return None, None
     return None, str(addresses[0])
 
 
