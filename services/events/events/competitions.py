@@ -22,6 +22,7 @@ from events.models import (
     Alliance,
     Competition,
     JudgeAssignment,
+    Mentor,
     Organiser,
     Registration,
     Score,
@@ -261,7 +262,7 @@ async def list_scores(*, session: AsyncSession, activity_id: str, actor: Princip
 async def assign_judge(
     *, session: AsyncSession, activity_id: str, track_id: str, data: JudgeAssign, actor: Principal,
 ) -> JudgeAssignment:
-    """Assign a judge (by user sub, with their institution for conflict checks) to a track."""
+    """Assign a judge (by user sub, with their institution and mentor-pool entry for conflict checks) to a track."""
     async with session.begin():
         act = await managed_activity(session=session, activity_id=activity_id, actor=actor)
         await _competition(session, act)
@@ -271,10 +272,14 @@ async def assign_judge(
             raise NotFound(f"competition {act.id} has no track {track_id}")
         if data.institution_id and await session.get(Organiser, data.institution_id) is None:
             raise Unprocessable(f"institution {data.institution_id} is not registered (yet)")
+        mentor = await session.get(Mentor, data.mentor_id) if data.mentor_id else None
+        if data.mentor_id and (mentor is None or mentor.status != "listed"):
+            raise Unprocessable(f"mentor {data.mentor_id} is not listed in the registry's mentor pool (unknown, "
+                                "not consented yet, or unlisted)")
         existing = (await session.execute(select(JudgeAssignment).where(
             JudgeAssignment.track_id == track.id, JudgeAssignment.judge_id == data.judge_id))).scalar_one_or_none()
         if existing is not None:
-            existing.institution_id = data.institution_id
+            existing.institution_id, existing.mentor_id = data.institution_id, data.mentor_id
             return existing
         ja = JudgeAssignment(activity_id=act.id, track_id=track.id, **data.model_dump())
         session.add(ja)
@@ -289,11 +294,18 @@ async def _relations(session: AsyncSession) -> tuple[dict[str, str | None], list
     return succ, alliances
 
 
+async def _affiliations(session: AsyncSession, judge: JudgeAssignment, actor: Principal) -> list[str]:
+    """The judge's institutions: as assigned, in their own token, and their mentor-pool entry's as it is now."""
+    mentor = await session.get(Mentor, judge.mentor_id) if judge.mentor_id else None
+    return domain.judge_affiliations(assigned=judge.institution_id, token=actor.institution_id,
+                                     registry=mentor.institution_id if mentor else None)
+
+
 async def conflict_for(session: AsyncSession, judge: JudgeAssignment, team: Team, actor: Principal) -> str | None:
-    """Why this judge may not score this team (by the organiser's and the judge's own token's institution), or None."""
+    """Why this judge may not score this team (by every institution the judge is known to belong to), or None."""
     succ, alliances = await _relations(session)
     return domain.conflict_of_interest(
-        judge_institutions=domain.judge_affiliations(assigned=judge.institution_id, token=actor.institution_id),
+        judge_institutions=await _affiliations(session, judge, actor),
         team_institutions=[team.institution_id], successor_of=succ, alliances=alliances)
 
 
@@ -311,11 +323,10 @@ async def judging_view(*, session: AsyncSession, activity_id: str, actor: Princi
                                       .where(Team.track_id == ja.track_id).order_by(Team.name))).all()
         mine = {s.team_id: s for s in (await session.execute(select(Score).where(
             Score.track_id == ja.track_id, Score.judge_id == actor.sub))).scalars().all()}
+        affiliations = await _affiliations(session, ja, actor)
         for team, sub in rows:
-            why = domain.conflict_of_interest(judge_institutions=domain.judge_affiliations(
-                                                  assigned=ja.institution_id, token=actor.institution_id),
-                                              team_institutions=[team.institution_id], successor_of=succ,
-                                              alliances=alliances)
+            why = domain.conflict_of_interest(judge_institutions=affiliations, team_institutions=[team.institution_id],
+                                              successor_of=succ, alliances=alliances)
             out.append({
                 "track_id": track.id, "track_name": track.name_zh, "rubric": track.rubric, "team_id": team.id,
                 "team_name": team.name, "institution_id": team.institution_id,

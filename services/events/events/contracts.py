@@ -10,6 +10,7 @@ from common.events import EventContract
 
 REGISTRY_INSTITUTION_TOPIC = "registry.institution.v1"
 REGISTRY_ALLIANCE_TOPIC = "registry.alliance.v1"
+REGISTRY_MENTOR_TOPIC = "registry.mentor.v1"
 ACTIVITY_TOPIC = "events.activity.v1"
 REGISTRATION_TOPIC = "events.registration.v1"
 COMPETITION_TOPIC = "events.competition.v1"
@@ -45,6 +46,15 @@ class RegistryAlliance(BaseModel):
     status: str
     lead_institution_id: str | None = None
     members: list[AllianceMember] = Field(default_factory=list)
+    version: int
+
+
+class RegistryMentor(BaseModel):
+    """What the events service reads from a registry.mentor.v1 payload: whose pool a mentor (expert judge) is in."""
+
+    id: str
+    institution_id: str
+    status: str
     version: int
 
 

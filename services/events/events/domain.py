@@ -330,10 +330,10 @@ def lineage(institution_id: str, successor_of: Mapping[str, str | None]) -> set[
     return related
 
 
-def judge_affiliations(*, assigned: str | None, token: str | None) -> list[str]:
-    """Every institution a judge is known to belong to: the one the organiser gave when assigning them and the one in
-    their own verified token (either may be missing; both count when they differ)."""
-    return [i for i in dict.fromkeys((assigned, token)) if i]
+def judge_affiliations(*, assigned: str | None, token: str | None, registry: str | None = None) -> list[str]:
+    """Every institution a judge is known to belong to: the one the organiser gave when assigning them, the one in
+    their own verified token and their mentor-pool institution in the registry (any may be missing; all count)."""
+    return [i for i in dict.fromkeys((assigned, token, registry)) if i]
 
 
 def conflict_of_interest(

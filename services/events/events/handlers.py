@@ -6,8 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.consumer import parse_payload
 from common.events import CloudEvent
-from events.contracts import RegistryAlliance, RegistryInstitution
-from events.models import Alliance, Organiser
+from events.contracts import RegistryAlliance, RegistryInstitution, RegistryMentor
+from events.models import Alliance, Mentor, Organiser
 
 
 async def project_institution(session: AsyncSession, event: CloudEvent) -> None:
@@ -32,4 +32,16 @@ async def project_alliance(session: AsyncSession, event: CloudEvent) -> None:
         session.add(Alliance(id=data.id, **fields))
     elif data.version >= row.version:
         for k, v in fields.items():
+            setattr(row, k, v)
+
+
+async def project_mentor(session: AsyncSession, event: CloudEvent) -> None:
+    """Upsert a listed mentor's institution (listed, updated, unlisted: the affiliation outlives the listing); an
+    older version never wins."""
+    data = parse_payload(RegistryMentor, event, "registry mentor")
+    row = await session.get(Mentor, data.id)
+    if row is None:
+        session.add(Mentor(**data.model_dump()))
+    elif data.version >= row.version:
+        for k, v in data.model_dump().items():
             setattr(row, k, v)

@@ -14,13 +14,19 @@ from events.api import router
 from events.clock import Clock
 from events.competition_api import router as competition_router
 from events.config import MIGRATIONS, Settings
-from events.contracts import PUBLISHED_TOPICS, REGISTRY_ALLIANCE_TOPIC, REGISTRY_INSTITUTION_TOPIC
+from events.contracts import (
+    PUBLISHED_TOPICS,
+    REGISTRY_ALLIANCE_TOPIC,
+    REGISTRY_INSTITUTION_TOPIC,
+    REGISTRY_MENTOR_TOPIC,
+)
 from events.models import outbox, processed_events
 
 log = logging.getLogger("events.offers")
 
 INSTITUTION_TYPES = ("registered", "updated", "status_changed", "merged")
 ALLIANCE_TYPES = ("formed", "updated", "member_joined", "member_left", "dissolved")
+MENTOR_TYPES = ("listed", "updated", "unlisted")
 
 
 def offer_expiry_worker(settings: Settings, clock: Clock):
@@ -56,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   {f"registry.institution.{t}": handlers.project_institution for t in INSTITUTION_TYPES}),
         subscribe(REGISTRY_ALLIANCE_TOPIC, prefix,
                   {f"registry.alliance.{t}": handlers.project_alliance for t in ALLIANCE_TYPES}),
+        subscribe(REGISTRY_MENTOR_TOPIC, prefix,
+                  {f"registry.mentor.{t}": handlers.project_mentor for t in MENTOR_TYPES}),
     ])
     app = create_service_app(ServiceSpec(
         settings=settings,

@@ -47,6 +47,17 @@ class Alliance(Table, table=True):
     version: int
 
 
+class Mentor(Table, table=True):
+    """The projection of the registry's listed mentors: the institution each belongs to (conflicts of interest)."""
+
+    __tablename__ = "mentors"
+
+    id: str = Field(primary_key=True, max_length=36)
+    institution_id: str = Field(max_length=36)
+    status: str = Field(max_length=20)
+    version: int
+
+
 class Activity(Table, table=True):
     """A conference, exhibition, matchmaking session, job fair, training camp or competition."""
 
@@ -245,6 +256,7 @@ class JudgeAssignment(Table, table=True):
     track_id: str = Field(max_length=36, index=True)
     judge_id: str = Field(max_length=200, index=True)
     institution_id: str | None = Field(default=None, max_length=36)
+    mentor_id: str | None = Field(default=None, max_length=36)
 
 
 class Score(Table, table=True):

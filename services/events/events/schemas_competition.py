@@ -111,10 +111,14 @@ class SubmissionPublic(BaseModel):
 
 
 class JudgeAssign(BaseModel):
-    """A judge (user sub) for a track, with their institution for conflict-of-interest checks."""
+    """A judge (user sub) for a track, with their institution and their entry in the registry's mentor pool, both for
+    conflict-of-interest checks."""
 
     judge_id: str = Field(min_length=1, max_length=200)
     institution_id: str | None = Field(default=None, max_length=36)
+    mentor_id: str | None = Field(default=None, max_length=36, description=(
+        "The judge's entry in the registry's mentor pool (a listed mentor): their institution there counts in "
+        "conflict-of-interest checks, as it is when the judge scores."))
 
 
 class JudgePublic(BaseModel):
@@ -126,6 +130,7 @@ class JudgePublic(BaseModel):
     track_id: str
     judge_id: str
     institution_id: str | None
+    mentor_id: str | None
 
 
 class ScoreCreate(BaseModel):

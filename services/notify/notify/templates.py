@@ -154,7 +154,7 @@ _BUILTIN: dict[str, dict[str, T]] = {
 }
 
 _MATCH_ZH = {"proposed": "收到新的对接提议", "accepted": "对接提议已接受", "declined": "对接提议被婉拒",
-             "expired": "对接提议已过期", "agreed": "合作协议已达成", "cancelled": "对接已取消",
+             "expired": "对接提议已过期", "agreed": "合作协议已达成",
              "started": "合作已启动", "completed": "合作已完成"}
 for _status, _zh in _MATCH_ZH.items():
     _BUILTIN[f"matching.match.{_status}"] = {
@@ -163,6 +163,17 @@ for _status, _zh in _MATCH_ZH.items():
         "en": (f"Match {_status}: {{{{ data.opportunity_title }}}}",
                f"The match on \"{{{{ data.opportunity_title }}}}\" is now {_status}."),
     }
+# A proposer's withdrawal is published as `cancelled` with data.status `withdrawn`: say which happened.
+_BUILTIN["matching.match.cancelled"] = {
+    "zh-CN": ("{% if data.status == 'withdrawn' %}对接提议已撤回{% else %}对接已取消{% endif %}"
+              "：{{ data.opportunity_title }}",
+              "关于“{{ data.opportunity_title }}”的对接"
+              "{% if data.status == 'withdrawn' %}提议已由提出方撤回。{% else %}已取消。{% endif %}"),
+    "en": ("Match {% if data.status == 'withdrawn' %}proposal withdrawn{% else %}cancelled{% endif %}"
+           ": {{ data.opportunity_title }}",
+           "{% if data.status == 'withdrawn' %}The proposal on \"{{ data.opportunity_title }}\" was withdrawn by "
+           "its proposer.{% else %}The match on \"{{ data.opportunity_title }}\" is now cancelled.{% endif %}"),
+}
 
 # Certification: each step says what happened, in the words the enterprise needs, with the office's note where it
 # gives a reason. `reviewed` carries two outcomes (data.status `reviewed` or `rejected`).

@@ -11,7 +11,7 @@ from sqlalchemy import select
 import events.main
 from common.events import CloudEvent
 from events.config import Settings
-from events.models import Alliance, Organiser
+from events.models import Alliance, Mentor, Organiser
 from tests.support.harness import auth, fresh_database, produce, run_service, wait_until
 
 PREFIX = "cn.gov.sh.cjrh"
@@ -49,6 +49,31 @@ def alliance_event(alliance_id: str, name: str, members: list[str], *, version: 
               "members": [{"institution_id": m, "role": "member"} for m in members], "status": status,
               "version": version},
     ).to_bytes()
+
+
+def mentor_event(mentor_id: str, institution_id: str, *, version: int = 1, type_: str = "listed") -> bytes:
+    """A registry.mentor.v1 CloudEvent (a listed mentor of the faculty pool)."""
+    return CloudEvent(
+        id=str(uuid.uuid4()), source="//platform.cjrh.sh.cn/registry", type=f"{PREFIX}.registry.mentor.{type_}",
+        subject=mentor_id, time=datetime.now(UTC),
+        data={"id": mentor_id, "institution_id": institution_id, "title": "教授", "name": "王评委",
+              "industries": ["integrated_circuits"], "status": "listed" if type_ != "unlisted" else "unlisted",
+              "version": version},
+    ).to_bytes()
+
+
+async def feed_mentor(svc, broker, mentor_id: str, institution_id: str, *, version: int = 1,
+                      type_: str = "listed") -> None:
+    """Publish a mentor on registry.mentor.v1 and wait until the events service projects that version of it."""
+    await produce(broker.bootstrap, "registry.mentor.v1",
+                  [mentor_event(mentor_id, institution_id, version=version, type_=type_)], key=mentor_id.encode())
+
+    async def projected():
+        async with svc.runtime.sessions() as s:
+            row = await s.get(Mentor, mentor_id)
+        return row is not None and row.version == version
+
+    await wait_until(projected, what=f"mentor {mentor_id} v{version} projected")
 
 
 async def feed_institutions(svc, broker, *institutions: tuple[str, str]) -> None:

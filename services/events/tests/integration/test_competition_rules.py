@@ -1,5 +1,5 @@
-"""Competitions take teams only, and a judge's own institution counts in conflicts of interest even when the
-organiser assigned the judge without one."""
+"""Competitions take teams only, and a judge's own institution (in their token, or as a mentor in the registry's pool)
+counts in conflicts of interest even when the organiser assigned the judge without one."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from services.events.tests.integration.helpers import (
     OFFICE,
     events_service,
     feed_institutions,
+    feed_mentor,
     member,
     new_id,
     open_activity,
@@ -43,20 +44,27 @@ async def test_a_competition_takes_teams_only_so_its_capacity_counts_teams(broke
         assert ok.status_code == 201, ok.text
 
 
+async def judged_track(svc, broker, bing: str, other: str) -> tuple[str, str, dict, dict]:
+    """A competition track with one submitting team from 丙校 and one from 丁校: (activity, track, 丙's, 丁's)."""
+    org = new_id()
+    await feed_institutions(svc, broker, (org, "临港新片区管委会"), (bing, "丙校"), (other, "丁校"))
+    act = await open_activity(svc, org, kind="competition", title_zh="利益冲突测试赛", capacity=5)
+    aid = act["id"]
+    tid = (await svc.http.post(f"/activities/{aid}/tracks", headers=OFFICE, json={
+        "name_zh": "本科组", "team_min": 1, "team_max": 3, "rubric": RUBRIC})).json()["id"]
+    bing_team = await _form_team(svc, aid, tid, "丙校队", bing, member(sub="cap-bing", institution=bing))
+    other_team = await _form_team(svc, aid, tid, "丁校队", other, member(sub="cap-other", institution=other))
+    for team, cap in ((bing_team, "cap-bing"), (other_team, "cap-other")):
+        r = await svc.http.put(f"/teams/{team['id']}/submission", json={"title": "作品"},
+                               headers=member(sub=cap, institution=team["institution_id"]))
+        assert r.status_code == 200, r.text
+    return aid, tid, bing_team, other_team
+
+
 async def test_a_judge_from_the_teams_institution_is_refused_even_if_assigned_without_one(broker):
-    org, bing, other = new_id(), new_id(), new_id()
+    bing, other = new_id(), new_id()
     async with events_service(broker) as svc:
-        await feed_institutions(svc, broker, (org, "临港新片区管委会"), (bing, "丙校"), (other, "丁校"))
-        act = await open_activity(svc, org, kind="competition", title_zh="利益冲突测试赛", capacity=5)
-        aid = act["id"]
-        tid = (await svc.http.post(f"/activities/{aid}/tracks", headers=OFFICE, json={
-            "name_zh": "本科组", "team_min": 1, "team_max": 3, "rubric": RUBRIC})).json()["id"]
-        bing_team = await _form_team(svc, aid, tid, "丙校队", bing, member(sub="cap-bing", institution=bing))
-        other_team = await _form_team(svc, aid, tid, "丁校队", other, member(sub="cap-other", institution=other))
-        for team, cap in ((bing_team, "cap-bing"), (other_team, "cap-other")):
-            r = await svc.http.put(f"/teams/{team['id']}/submission", json={"title": "作品"},
-                                   headers=member(sub=cap, institution=team["institution_id"]))
-            assert r.status_code == 200, r.text
+        aid, tid, bing_team, other_team = await judged_track(svc, broker, bing, other)
         r = await svc.http.post(f"/activities/{aid}/tracks/{tid}/judges", headers=OFFICE,
                                 json={"judge_id": "judge-from-bing", "institution_id": None})
         assert r.status_code == 201, r.text
@@ -68,6 +76,41 @@ async def test_a_judge_from_the_teams_institution_is_refused_even_if_assigned_wi
         assert {v["team_name"]: bool(v["conflict"]) for v in view} == {"丙校队": True, "丁校队": False}
         fine = await svc.http.put(f"/teams/{other_team['id']}/scores/me", json={"points": points}, headers=judge)
         assert fine.status_code == 200, fine.text
+
+
+async def test_a_judge_from_the_mentor_pool_is_checked_against_their_registry_institution_as_it_is_now(broker):
+    bing, other, expert = new_id(), new_id(), new_id()
+    async with events_service(broker) as svc:
+        aid, tid, bing_team, other_team = await judged_track(svc, broker, bing, other)
+        judges = f"/activities/{aid}/tracks/{tid}/judges"
+        unknown = await svc.http.post(judges, headers=OFFICE, json={"judge_id": "expert-wang", "mentor_id": expert})
+        assert unknown.status_code == 422 and "mentor pool" in unknown.json()["detail"], unknown.text
+
+        await feed_mentor(svc, broker, expert, bing)  # consented and listed, in 丙校's pool
+        r = await svc.http.post(judges, headers=OFFICE, json={"judge_id": "expert-wang", "mentor_id": expert})
+        assert r.status_code == 201 and r.json()["mentor_id"] == expert and r.json()["institution_id"] is None, r.text
+        judge = auth("judge", sub="expert-wang")  # neither the organiser nor the token names an institution
+        points = {"innovation": 8, "craft": 6, "presentation": 5}
+
+        async def conflicts() -> dict[str, bool]:
+            view = (await svc.http.get(f"/activities/{aid}/judging", headers=judge)).json()["items"]
+            return {v["team_name"]: bool(v["conflict"]) for v in view}
+
+        assert await conflicts() == {"丙校队": True, "丁校队": False}
+        refused = await svc.http.put(f"/teams/{bing_team['id']}/scores/me", json={"points": points}, headers=judge)
+        assert refused.status_code == 403 and "conflict of interest" in refused.json()["detail"], refused.text
+
+        await feed_mentor(svc, broker, expert, other, version=2, type_="updated")  # moved to 丁校 in the registry
+        assert await conflicts() == {"丙校队": False, "丁校队": True}
+        moved = await svc.http.put(f"/teams/{other_team['id']}/scores/me", json={"points": points}, headers=judge)
+        assert moved.status_code == 403, moved.text
+        fine = await svc.http.put(f"/teams/{bing_team['id']}/scores/me", json={"points": points}, headers=judge)
+        assert fine.status_code == 200, fine.text
+
+        await feed_mentor(svc, broker, expert, other, version=3, type_="unlisted")  # consent withdrawn
+        assert await conflicts() == {"丙校队": False, "丁校队": True}, "the affiliation outlives the listing"
+        again = await svc.http.post(judges, headers=OFFICE, json={"judge_id": "expert-li", "mentor_id": expert})
+        assert again.status_code == 422, "an unlisted mentor is not assigned anew"
 
 
 async def test_a_draft_is_listed_to_exactly_those_who_may_open_it(broker):

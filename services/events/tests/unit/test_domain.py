@@ -154,6 +154,8 @@ def test_a_judges_own_institution_counts_even_when_the_organiser_gave_none_or_an
     assert domain.judge_affiliations(assigned="甲校", token="丙校") == ["甲校", "丙校"]
     assert domain.judge_affiliations(assigned="甲校", token="甲校") == ["甲校"]
     assert domain.judge_affiliations(assigned=None, token=None) == []
+    assert domain.judge_affiliations(assigned=None, token=None, registry="丁校") == ["丁校"]
+    assert domain.judge_affiliations(assigned="甲校", token="丙校", registry="丁校") == ["甲校", "丙校", "丁校"]
     judge = domain.judge_affiliations(assigned="甲校", token="丙校")
     assert "丙校" in domain.conflict_of_interest(judge_institutions=judge, team_institutions=["丙校"],
                                                 successor_of={}, alliances=[])

@@ -120,3 +120,15 @@ def test_a_new_institution_is_worded_in_chinese_for_chinese_readers():
     data = {"data": {"name_zh": "上海临港智造有限公司", "kind": "enterprise", "district": "lingang"}}
     zh = render_for("registry.institution.registered", "zh-CN", data, {})
     assert zh.body == "上海临港智造有限公司（企业，临港新片区）已登记到平台。"
+
+
+def test_a_withdrawn_proposal_reads_as_withdrawn_not_as_a_cancelled_collaboration():
+    def match(status: str) -> dict:
+        return {"data": {"opportunity_title": "数控订单班", "status": status}}
+
+    zh = render_for("matching.match.cancelled", "zh-CN", match("withdrawn"), {})
+    assert zh.title == "对接提议已撤回：数控订单班" and "撤回" in zh.body and "取消" not in zh.title + zh.body
+    en = render_for("matching.match.cancelled", "en", match("withdrawn"), {})
+    assert "withdrawn by its proposer" in en.body and "cancelled" not in en.title + en.body
+    cancelled = render_for("matching.match.cancelled", "zh-CN", match("cancelled"), {})
+    assert cancelled.title == "对接已取消：数控订单班" and "撤回" not in cancelled.body
