@@ -70,7 +70,7 @@ async def test_the_relay_wakes_on_commit_instead_of_waiting_for_the_sweep(scratc
         wid = await _make(scratch, "prompt")
         await read_topic(scratch.bootstrap, scratch.topic,
                          until=lambda rs: any(CloudEvent.from_bytes(r.value).data["id"] == wid for r in rs))
-        assert time.monotonic() - started < 5.0
+        assert time.monotonic() - started < 15.0, "woken by the commit, not by the 30 s sweep (margin for a new reader)"
     finally:
         scratch.relay.stop()
         await asyncio.wait_for(task, 10)
@@ -103,7 +103,7 @@ async def test_a_worker_process_publishes_what_an_api_process_commits_without_wa
         assert r.status_code == 201, r.text
         await read_topic(broker.bootstrap, "registry.institution.v1",
                          until=lambda rs: any(x.key == r.json()["id"].encode() for x in rs))
-        assert time.monotonic() - started < 5.0
+        assert time.monotonic() - started < 15.0, "woken by the commit, not by the 60 s sweep"
         assert worker.runtime.relay is not api.runtime.relay
 
 

@@ -192,6 +192,8 @@ OpportunityClosed = _c(OPPORTUNITY_TOPIC, "matching.opportunity.closed", Opportu
 OpportunityExpired = _c(OPPORTUNITY_TOPIC, "matching.opportunity.expired", OpportunityPayload,
                         "An opportunity's deadline passed while it was open.")
 
+_CANCELLED = ("The match ended before completion: `status` is `withdrawn` when the proposer withdrew a pending "
+              "proposal, `cancelled` when either side cancelled the collaboration.")
 MATCH_EVENTS: dict[str, EventContract] = {
     status: _c(MATCH_TOPIC, f"matching.match.{name}", MatchPayload, description)
     for status, name, description in (
@@ -199,11 +201,11 @@ MATCH_EVENTS: dict[str, EventContract] = {
         ("accepted", "accepted", "The other side accepted: both sides agree to collaborate."),
         ("declined", "declined", "The other side declined."),
         ("expired", "expired", "A proposal was not answered in time."),
-        ("withdrawn", "cancelled", "The proposer withdrew a pending proposal (status withdrawn)."),
+        ("withdrawn", "cancelled", _CANCELLED),
         ("agreed", "agreed", "A collaboration agreement was recorded."),
         ("in_progress", "started", "The collaboration started."),
         ("completed", "completed", "The collaboration completed, with its outcomes."),
-        ("cancelled", "cancelled", "The collaboration was cancelled."),
+        ("cancelled", "cancelled", _CANCELLED),
     )
 }
 
