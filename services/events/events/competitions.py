@@ -101,11 +101,15 @@ async def list_tracks(*, session: AsyncSession, activity_id: str, viewer: Princi
                 .scalars().all())
 
 
-async def _not_in_a_team(session: AsyncSession, activity_id: str, member_id: str) -> None:
+async def _free_to_compete(session: AsyncSession, activity_id: str, member_id: str) -> None:
+    """Refuse a person already in a team of this competition, or one of its judges."""
     mine = (await session.execute(select(TeamMember.team_id).where(
         TeamMember.activity_id == activity_id, TeamMember.member_id == member_id))).scalar_one_or_none()
     if mine is not None:
         raise Conflict(f"you are already in team {mine} of this competition", team_id=mine)
+    if (await session.execute(select(JudgeAssignment.id).where(
+            JudgeAssignment.activity_id == activity_id, JudgeAssignment.judge_id == member_id))).first() is not None:
+        raise Conflict("you judge this competition and may not compete in it")
 
 
 async def create_team(
@@ -125,7 +129,7 @@ async def create_team(
         domain.check_represents(member_institution=actor.institution_id, represented=data.institution_id)
         if await session.get(Organiser, data.institution_id) is None:
             raise Unprocessable(f"institution {data.institution_id} is not registered (yet)")
-        await _not_in_a_team(session, act.id, actor.sub)
+        await _free_to_compete(session, act.id, actor.sub)
         taken = (await session.execute(select(Team.id).where(Team.activity_id == act.id, Team.name == data.name)))\
             .first()
         if taken:
@@ -167,7 +171,7 @@ async def join_team(
         if (await session.execute(select(TeamMember.id).where(
                 TeamMember.team_id == team.id, TeamMember.member_id == actor.sub))).first() is not None:
             return team  # a repeat: already in this team (the team's lock makes a simultaneous twin wait for it)
-        await _not_in_a_team(session, act.id, actor.sub)
+        await _free_to_compete(session, act.id, actor.sub)
         members = (await session.execute(select(func.count()).select_from(TeamMember).where(
             TeamMember.team_id == team.id))).scalar_one()
         domain.check_team_size(members=members + 1, team_max=track.team_max)
@@ -276,6 +280,10 @@ async def assign_judge(
         if data.mentor_id and (mentor is None or mentor.status != "listed"):
             raise Unprocessable(f"mentor {data.mentor_id} is not listed in the registry's mentor pool (unknown, "
                                 "not consented yet, or unlisted)")
+        competing = await _team_of(session, act.id, data.judge_id)
+        if competing is not None:
+            raise Conflict(f"{data.judge_id} competes in this competition (member of team {competing}) and may not "
+                           "judge it")
         existing = (await session.execute(select(JudgeAssignment).where(
             JudgeAssignment.track_id == track.id, JudgeAssignment.judge_id == data.judge_id))).scalar_one_or_none()
         if existing is not None:
@@ -301,12 +309,20 @@ async def _affiliations(session: AsyncSession, judge: JudgeAssignment, actor: Pr
                                      registry=mentor.institution_id if mentor else None)
 
 
+async def _team_of(session: AsyncSession, activity_id: str, sub: str) -> str | None:
+    """The name of the team this person competes in, in this competition (None if they compete in none)."""
+    return (await session.execute(select(Team.name).join(TeamMember, TeamMember.team_id == Team.id).where(
+        TeamMember.activity_id == activity_id, TeamMember.member_id == sub))).scalar_one_or_none()
+
+
 async def conflict_for(session: AsyncSession, judge: JudgeAssignment, team: Team, actor: Principal) -> str | None:
-    """Why this judge may not score this team (by every institution the judge is known to belong to), or None."""
+    """Why this judge may not score this team (a contestant themselves, or by every institution the judge is known to
+    belong to), or None."""
     succ, alliances = await _relations(session)
     return domain.conflict_of_interest(
         judge_institutions=await _affiliations(session, judge, actor),
-        team_institutions=[team.institution_id], successor_of=succ, alliances=alliances)
+        team_institutions=[team.institution_id], successor_of=succ, alliances=alliances,
+        judge_team=await _team_of(session, team.activity_id, judge.judge_id))
 
 
 async def judging_view(*, session: AsyncSession, activity_id: str, actor: Principal) -> list[dict]:
@@ -324,9 +340,10 @@ async def judging_view(*, session: AsyncSession, activity_id: str, actor: Princi
         mine = {s.team_id: s for s in (await session.execute(select(Score).where(
             Score.track_id == ja.track_id, Score.judge_id == actor.sub))).scalars().all()}
         affiliations = await _affiliations(session, ja, actor)
+        competing = await _team_of(session, activity_id, actor.sub)
         for team, sub in rows:
             why = domain.conflict_of_interest(judge_institutions=affiliations, team_institutions=[team.institution_id],
-                                              successor_of=succ, alliances=alliances)
+                                              successor_of=succ, alliances=alliances, judge_team=competing)
             out.append({
                 "track_id": track.id, "track_name": track.name_zh, "rubric": track.rubric, "team_id": team.id,
                 "team_name": team.name, "institution_id": team.institution_id,

@@ -338,10 +338,12 @@ def judge_affiliations(*, assigned: str | None, token: str | None, registry: str
 
 def conflict_of_interest(
     *, judge_institutions: Iterable[str], team_institutions: Iterable[str],
-    successor_of: Mapping[str, str | None], alliances: Iterable[tuple[str, set[str]]],
+    successor_of: Mapping[str, str | None], alliances: Iterable[tuple[str, set[str]]], judge_team: str | None = None,
 ) -> str | None:
-    """Why a judge may not score a team (same institution, merger lineage, shared alliance, for any of the judge's
-    institutions), or None."""
+    """Why a judge may not score a team (a contestant of the competition themselves, same institution, merger
+    lineage, shared alliance, for any of the judge's institutions), or None."""
+    if judge_team is not None:
+        return f"the judge competes in this competition (member of team {judge_team})"
     for judge_institution in judge_institutions:
         why = _conflict(judge_institution, team_institutions, successor_of, alliances)
         if why is not None:

@@ -1,10 +1,11 @@
-"""Competitions take teams only, and a judge's own institution (in their token, or as a mentor in the registry's pool)
-counts in conflicts of interest even when the organiser assigned the judge without one."""
+"""Competitions take teams only; a contestant never judges their own competition; a judge's own institution (in their
+token, or as a mentor in the registry's pool) counts in conflicts of interest even when the organiser gave none."""
 
 from __future__ import annotations
 
 import pytest
 
+from events.models import TeamMember
 from services.events.tests.integration.helpers import (
     OFFICE,
     events_service,
@@ -111,6 +112,34 @@ async def test_a_judge_from_the_mentor_pool_is_checked_against_their_registry_in
         assert await conflicts() == {"丙校队": False, "丁校队": True}, "the affiliation outlives the listing"
         again = await svc.http.post(judges, headers=OFFICE, json={"judge_id": "expert-li", "mentor_id": expert})
         assert again.status_code == 422, "an unlisted mentor is not assigned anew"
+
+
+async def test_a_contestant_never_judges_the_competition_they_compete_in(broker):
+    bing, other = new_id(), new_id()
+    async with events_service(broker) as svc:
+        aid, tid, bing_team, other_team = await judged_track(svc, broker, bing, other)
+        judges = f"/activities/{aid}/tracks/{tid}/judges"
+        contestant = await svc.http.post(judges, headers=OFFICE, json={"judge_id": "cap-bing"})
+        assert contestant.status_code == 409 and "丙校队" in contestant.json()["detail"], contestant.text
+
+        assert (await svc.http.post(judges, headers=OFFICE, json={"judge_id": "judge-neutral"})).status_code == 201
+        as_captain = await svc.http.post(f"/activities/{aid}/teams", headers=member(sub="judge-neutral"),
+                                         json={"track_id": tid, "name": "评委自组队", "institution_id": other})
+        assert as_captain.status_code == 409 and "judge" in as_captain.json()["detail"], as_captain.text
+        as_member = await svc.http.post("/teams/join", json={"join_code": other_team["join_code"]},
+                                        headers=member(sub="judge-neutral", institution=other))
+        assert as_member.status_code == 409 and "judge" in as_member.json()["detail"], as_member.text
+
+        # a join and an assignment that raced past each other's checks: scoring still refuses the contestant
+        async with svc.runtime.sessions() as s, s.begin():
+            s.add(TeamMember(activity_id=aid, team_id=other_team["id"], member_id="judge-neutral"))
+        judge = auth("judge", sub="judge-neutral")
+        points = {"innovation": 8, "craft": 6, "presentation": 5}
+        for team in (bing_team, other_team):
+            refused = await svc.http.put(f"/teams/{team['id']}/scores/me", json={"points": points}, headers=judge)
+            assert refused.status_code == 403 and "competes in this competition" in refused.json()["detail"]
+        view = (await svc.http.get(f"/activities/{aid}/judging", headers=judge)).json()["items"]
+        assert all("丁校队" in v["conflict"] for v in view), view
 
 
 async def test_a_draft_is_listed_to_exactly_those_who_may_open_it(broker):

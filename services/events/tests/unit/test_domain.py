@@ -161,6 +161,14 @@ def test_a_judges_own_institution_counts_even_when_the_organiser_gave_none_or_an
                                                 successor_of={}, alliances=[])
 
 
+def test_a_judge_who_competes_in_the_competition_may_score_no_team_of_it():
+    why = domain.conflict_of_interest(judge_institutions=["甲校"], team_institutions=["乙校"], successor_of={},
+                                      alliances=[], judge_team="乙校二队")
+    assert why == "the judge competes in this competition (member of team 乙校二队)"
+    assert domain.conflict_of_interest(judge_institutions=["甲校"], team_institutions=["乙校"], successor_of={},
+                                       alliances=[], judge_team=None) is None
+
+
 def test_a_competition_takes_teams_only():
     domain.check_participant_kind("competition", "team")
     domain.check_participant_kind("conference", "individual")
