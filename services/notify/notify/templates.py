@@ -153,15 +153,21 @@ _BUILTIN: dict[str, dict[str, T]] = {
     },
 }
 
-_MATCH_ZH = {"proposed": "收到新的对接提议", "accepted": "对接提议已接受", "declined": "对接提议被婉拒",
-             "expired": "对接提议已过期", "agreed": "合作协议已达成",
-             "started": "合作已启动", "completed": "合作已完成"}
-for _status, _zh in _MATCH_ZH.items():
-    _BUILTIN[f"matching.match.{_status}"] = {
+_MATCH_WORDS = {  # event name: (zh-CN, en)
+    "proposed": ("收到新的对接提议", "New match proposal"),
+    "accepted": ("对接提议已接受", "Match proposal accepted"),
+    "declined": ("对接提议被婉拒", "Match proposal declined"),
+    "expired": ("对接提议已过期", "Match proposal expired unanswered"),
+    "agreed": ("合作协议已达成", "Cooperation agreement reached"),
+    "started": ("合作已启动", "Collaboration started"),
+    "completed": ("合作已完成", "Collaboration completed"),
+}
+for _name, (_zh, _en) in _MATCH_WORDS.items():
+    _BUILTIN[f"matching.match.{_name}"] = {
         "zh-CN": (f"{_zh}：{{{{ data.opportunity_title }}}}",
                   f"关于“{{{{ data.opportunity_title }}}}”的对接：{_zh}。"),
-        "en": (f"Match {_status}: {{{{ data.opportunity_title }}}}",
-               f"The match on \"{{{{ data.opportunity_title }}}}\" is now {_status}."),
+        "en": (f"{_en}: {{{{ data.opportunity_title }}}}",
+               f"About \"{{{{ data.opportunity_title }}}}\": {_en[0].lower() + _en[1:]}."),
     }
 # A proposer's withdrawal is published as `cancelled` with data.status `withdrawn`: say which happened.
 _BUILTIN["matching.match.cancelled"] = {
@@ -172,7 +178,7 @@ _BUILTIN["matching.match.cancelled"] = {
     "en": ("Match {% if data.status == 'withdrawn' %}proposal withdrawn{% else %}cancelled{% endif %}"
            ": {{ data.opportunity_title }}",
            "{% if data.status == 'withdrawn' %}The proposal on \"{{ data.opportunity_title }}\" was withdrawn by "
-           "its proposer.{% else %}The match on \"{{ data.opportunity_title }}\" is now cancelled.{% endif %}"),
+           "its proposer.{% else %}The collaboration on \"{{ data.opportunity_title }}\" was cancelled.{% endif %}"),
 }
 
 # Certification: each step says what happened, in the words the enterprise needs, with the office's note where it

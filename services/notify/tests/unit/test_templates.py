@@ -132,3 +132,9 @@ def test_a_withdrawn_proposal_reads_as_withdrawn_not_as_a_cancelled_collaboratio
     assert "withdrawn by its proposer" in en.body and "cancelled" not in en.title + en.body
     cancelled = render_for("matching.match.cancelled", "zh-CN", match("cancelled"), {})
     assert cancelled.title == "对接已取消：数控订单班" and "撤回" not in cancelled.body
+
+
+@pytest.mark.parametrize("event", sorted(e for e in RULES if e.startswith("matching.match.")))
+def test_every_english_match_notice_is_a_sentence_not_a_status_code(event):
+    out = render_for(event, "en", {"data": {"opportunity_title": "CNC order class", "status": "in_progress"}}, {})
+    assert "is now" not in out.body and "_" not in out.title + out.body and "CNC order class" in out.title
